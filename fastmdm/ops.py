@@ -1,0 +1,230 @@
+"""One function per hot operation, each with a readable torch reference that defines its semantics.
+
+`backend="auto"` runs the Triton kernel (``fastmdm.kernels``) on CUDA tensors and the torch reference
+elsewhere; `"triton"` on CPU works only under ``TRITON_INTERPRET=1`` (set before importing fastmdm);
+`"torch"` always runs the reference. Every backend gives the same tokens at temperature 0.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+import torch.nn.functional as F
+
+BACKENDS = ("auto", "torch", "triton")
+SCORES = ("confidence", "margin", "entropy", "none")
+
+
+# ----------------------------------------------------------------------------------------------
+# dispatch
+# ----------------------------------------------------------------------------------------------
+def _check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} is not one of {BACKENDS}; pass 'auto', 'torch' or 'triton'")
+
+
+def interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def triton_available() -> bool:
+    try:
+        import triton  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def resolve_backend(backend: str, *tensors: torch.Tensor) -> str:
+    """'torch' or 'triton' for these tensors; raises a clear error when 'triton' cannot run."""
+    _check_backend(backend)
+    on_cuda = all(t.is_cuda for t in tensors if t is not None)
+    if backend == "auto":
+        return "triton" if (on_cuda and triton_available()) else "torch"
+    if backend == "triton":
+        if not triton_available():
+            raise ValueError("backend='triton' needs the triton package: pip install triton (or use backend='torch')")
+        if not on_cuda and not interpreting():
+            raise ValueError(
+                "backend='triton' on CPU tensors needs TRITON_INTERPRET=1 set before fastmdm is imported; "
+                "use backend='torch' or move the tensors to CUDA")
+    return backend
+
+
+# ----------------------------------------------------------------------------------------------
+# token selection: chosen token and its score per row of logits
+# ----------------------------------------------------------------------------------------------
+def token_stats_reference(logits: torch.Tensor, *, score: str = "confidence", temperature: float = 0.0,
+                          mask_id: int | None = None, generator: torch.Generator | None = None):
+    """Torch reference. `logits` [N, V] any float dtype -> (tokens int64 [N], scores float32 [N]).
+
+    Tokens: argmax at temperature 0, else a draw from softmax(logits / T) (Gumbel-max with `generator`).
+    The column `mask_id` is never chosen. Scores come from the distribution the token is drawn from,
+    p = softmax(logits / T) (softmax(logits) at T = 0):
+      confidence = p[token]; margin = p[top1] - p[top2]; entropy = -H(p) = sum p log p; none = zeros.
+    Ties break towards the lowest token id (torch.argmax's rule). A row holding NaN gets a NaN score.
+    """
+    z = logits.float()
+    if mask_id is not None:
+        z = z.clone()
+        z[:, mask_id] = -math.inf
+    if temperature > 0:
+        z = z / temperature
+    logp = torch.log_softmax(z, dim=-1)  # [N, V]
+    if temperature > 0:
+        u = torch.rand(z.shape, generator=generator, device=z.device, dtype=torch.float64)
+        gumbel = -torch.log(-torch.log(u.clamp_min(1e-300)))  # float64 noise, as LLaDA does
+        tokens = torch.argmax(z.double() + gumbel, dim=-1)
+    else:
+        tokens = torch.argmax(z, dim=-1)
+    if score == "none":
+        scores = torch.zeros(z.shape[0], dtype=torch.float32, device=z.device)
+    elif score == "confidence":
+        scores = logp.gather(-1, tokens[:, None]).squeeze(-1).exp()
+    elif score == "margin":
+        top2 = torch.topk(logp, 2, dim=-1).values.exp() if z.shape[-1] > 1 else \
+            torch.cat([logp.exp(), torch.zeros_like(logp)], dim=-1)
+        scores = top2[:, 0] - top2[:, 1]
+    elif score == "entropy":
+        p = logp.exp()
+        scores = torch.where(p > 0, p * logp, torch.zeros_like(p)).sum(-1)
+    else:
+        raise ValueError(f"score={score!r} is not one of {SCORES}")
+    # a row holding NaN gets a NaN score whatever the score, so callers can report it
+    scores = torch.where(torch.isnan(z).any(-1), torch.full_like(scores, math.nan), scores.float())
+    return tokens, scores
+
+
+def token_stats(logits: torch.Tensor, *, score: str = "confidence", temperature: float = 0.0,
+                mask_id: int | None = None, generator: torch.Generator | None = None, backend: str = "auto"):
+    """(tokens, scores) for each row of `logits` [N, V]; see `token_stats_reference`."""
+    if resolve_backend(backend, logits) == "triton":
+        from fastmdm.kernels import select as _k  # noqa: PLC0415
+        return _k.token_stats(logits, score=score, temperature=temperature, mask_id=mask_id, generator=generator)
+    return token_stats_reference(logits, score=score, temperature=temperature, mask_id=mask_id, generator=generator)
+
+
+def linear_token_stats_reference(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                                 **kwargs):
+    """Torch reference of the fused LM head + selection: token_stats(hidden @ weight.T + bias)."""
+    logits = F.linear(hidden, weight, bias)
+    return token_stats_reference(logits, **kwargs)
+
+
+def linear_token_stats(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
+                       score: str = "confidence", temperature: float = 0.0, mask_id: int | None = None,
+                       generator: torch.Generator | None = None, backend: str = "auto"):
+    """(tokens, scores) from hidden states [N, d] and an LM head `weight` [V, d] (+ `bias` [V]).
+
+    The torch backend materializes one [N, V] chunk (the caller sizes N); the Triton backend never writes
+    logits to memory.
+    """
+    if resolve_backend(backend, hidden, weight) == "triton":
+        from fastmdm.kernels import select as _k  # noqa: PLC0415
+        return _k.linear_token_stats(hidden, weight, bias, score=score, temperature=temperature,
+                                     mask_id=mask_id, generator=generator)
+    return linear_token_stats_reference(hidden, weight, bias, score=score, temperature=temperature,
+                                        mask_id=mask_id, generator=generator)
+
+
+# ----------------------------------------------------------------------------------------------
+# position selection: which eligible positions each row fills this step
+# ----------------------------------------------------------------------------------------------
+def select_topn_reference(scores: torch.Tensor, eligible: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Bool [B, L]: in each row b, the `counts[b]` eligible positions with the highest scores.
+
+    One stable sort per batch, no loop over rows: rank each position within its row, keep rank < count.
+    Ties break towards the lower position. `counts` is clipped to the number of eligible positions.
+    """
+    s = scores.float().masked_fill(~eligible, -math.inf)
+    order = torch.sort(s, dim=-1, descending=True, stable=True).indices  # [B, L]
+    ranks = torch.empty_like(order)
+    ranks.scatter_(-1, order, torch.arange(s.shape[-1], device=s.device).expand_as(order))
+    return (ranks < counts[:, None]) & eligible
+
+
+def select_threshold_reference(scores: torch.Tensor, eligible: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Bool [B, L]: every eligible position scoring >= threshold, and at least each row's best one."""
+    s = scores.float().masked_fill(~eligible, -math.inf)
+    best = torch.zeros_like(eligible)
+    has_any = eligible.any(-1)
+    best[torch.arange(s.shape[0], device=s.device), s.argmax(-1)] = True
+    return ((s >= threshold) & eligible) | (best & has_any[:, None])
+
+
+def select_positions(scores: torch.Tensor, eligible: torch.Tensor, *, counts: torch.Tensor | None = None,
+                     threshold: float | None = None, backend: str = "auto") -> torch.Tensor:
+    """Top-n per row (per-row `counts` [B]) or the threshold rule; see the references above."""
+    if (counts is None) == (threshold is None):
+        raise ValueError("select_positions needs exactly one of counts= or threshold=")
+    if resolve_backend(backend, scores) == "triton":
+        from fastmdm.kernels import select as _k  # noqa: PLC0415
+        return _k.select_positions(scores, eligible, counts=counts, threshold=threshold)
+    if counts is not None:
+        return select_topn_reference(scores, eligible, counts)
+    return select_threshold_reference(scores, eligible, threshold)
+
+
+# ----------------------------------------------------------------------------------------------
+# non-causal attention
+# ----------------------------------------------------------------------------------------------
+def attention_reference(q, k, v, key_padding_mask=None, scale=None):
+    """SDPA semantics, non-causal: q [B, Hq, L, D], k/v [B, Hkv, S, D], key_padding_mask [B, S] (True = attend).
+
+    Grouped-query heads: Hq must be a multiple of Hkv. A query whose keys are all padded returns zeros.
+    """
+    B, Hq, L, D = q.shape
+    Hkv = k.shape[1]
+    if Hq != Hkv:
+        k = k.repeat_interleave(Hq // Hkv, dim=1)
+        v = v.repeat_interleave(Hq // Hkv, dim=1)
+    mask = None
+    if key_padding_mask is not None:
+        mask = key_padding_mask[:, None, None, :].to(torch.bool)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    if key_padding_mask is not None:
+        # rows with no key to attend would be NaN in SDPA's math backend: define them as 0
+        out = torch.nan_to_num(out, nan=0.0)
+    return out
+
+
+def _check_attention(q, k, v, key_padding_mask):
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise ValueError("attention expects q [B, Hq, L, D] and k, v [B, Hkv, S, D] (4-D tensors)")
+    if k.shape != v.shape:
+        raise ValueError(f"attention: k {tuple(k.shape)} and v {tuple(v.shape)} must have the same shape")
+    if q.shape[0] != k.shape[0] or q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"attention: q {tuple(q.shape)} and k {tuple(k.shape)} differ in batch or head dim")
+    if q.shape[1] % k.shape[1]:
+        raise ValueError(f"attention: query heads ({q.shape[1]}) must be a multiple of key heads ({k.shape[1]})")
+    if key_padding_mask is not None and tuple(key_padding_mask.shape) != (k.shape[0], k.shape[2]):
+        raise ValueError(f"attention: key_padding_mask must be [B, S] = {(k.shape[0], k.shape[2])}, "
+                         f"got {tuple(key_padding_mask.shape)}")
+
+
+def attention(q, k, v, key_padding_mask=None, scale=None, backend: str = "auto"):
+    """Non-causal attention with SDPA's layout and result; differentiable."""
+    _check_attention(q, k, v, key_padding_mask)
+    if resolve_backend(backend, q, k, v) == "triton":
+        from fastmdm.kernels import attention as _k  # noqa: PLC0415
+        return _k.attention(q, k, v, key_padding_mask=key_padding_mask, scale=scale)
+    return attention_reference(q, k, v, key_padding_mask=key_padding_mask, scale=scale)
+
+
+# ----------------------------------------------------------------------------------------------
+# weighted cross-entropy through the LM head (the masked-diffusion loss's core)
+# ----------------------------------------------------------------------------------------------
+def linear_weighted_ce_reference(hidden, weight, targets, row_weights, bias=None):
+    """sum_i row_weights[i] * CE(hidden[i] @ weight.T + bias, targets[i]), float32; hidden [N, d]."""
+    logits = F.linear(hidden, weight, bias).float()
+    ce = F.cross_entropy(logits, targets, reduction="none")
+    return (ce * row_weights.float()).sum()
+
+
+def linear_weighted_ce(hidden, weight, targets, row_weights, bias=None, backend: str = "auto"):
+    """Differentiable; the Triton backend chunks rows and never holds full [N, V] logits."""
+    if resolve_backend(backend, hidden, weight) == "triton":
+        from fastmdm.kernels import loss as _k  # noqa: PLC0415
+        return _k.linear_weighted_ce(hidden, weight, targets, row_weights, bias=bias)
+    return linear_weighted_ce_reference(hidden, weight, targets, row_weights, bias=bias)
