@@ -1,0 +1,66 @@
+"""Small deterministic models for tests: tokens -> logits, with and without the hidden-state path."""
+from __future__ import annotations
+
+import torch
+
+
+class ToyMDM(torch.nn.Module):
+    """A tiny bidirectional 'model': each position's hidden state mixes its own token, its position and the
+    mean of the whole (non-padded) sequence, so the decoding order changes the answer."""
+
+    def __init__(self, vocab: int = 11, d: int = 16, max_len: int = 64, seed: int = 0, mask_id: int | None = None,
+                 scale: float = 3.0, hidden_path: bool = True):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.emb = torch.nn.Parameter(torch.randn(vocab, d, generator=g))
+        self.pos = torch.nn.Parameter(torch.randn(max_len, d, generator=g))
+        self.head = torch.nn.Linear(d, vocab)
+        with torch.no_grad():
+            self.head.weight.copy_(torch.randn(vocab, d, generator=g) * scale / d ** 0.5)
+            self.head.bias.copy_(torch.randn(vocab, generator=g) * 0.1)
+        self.vocab, self.mask_id, self.hidden_path = vocab, mask_id, hidden_path
+        self.calls = 0
+
+    def forward_hidden(self, x, attention_mask=None):
+        self.calls += 1
+        h = self.emb[x] + self.pos[: x.shape[1]]
+        w = torch.ones_like(x, dtype=h.dtype) if attention_mask is None else attention_mask.to(h.dtype)
+        ctx = (h * w[..., None]).sum(1, keepdim=True) / w.sum(1, keepdim=True).clamp_min(1)[..., None]
+        return torch.tanh(h + 2 * ctx)
+
+    def forward(self, x, attention_mask=None):
+        return self.head(self.forward_hidden(x, attention_mask))
+
+    def get_output_embeddings(self):
+        return self.head
+
+    def __getattribute__(self, name):
+        if name in ("forward_hidden", "get_output_embeddings") and not object.__getattribute__(self, "hidden_path"):
+            raise AttributeError(name)
+        return super().__getattribute__(name)
+
+
+class LogitsOnly(torch.nn.Module):
+    """Wraps a ToyMDM so only the plain logits path is visible, returning an object with `.logits`."""
+
+    class Out:
+        def __init__(self, logits):
+            self.logits = logits
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x, attention_mask=None):
+        return self.Out(self.inner(x, attention_mask))
+
+
+class FixedLogits(torch.nn.Module):
+    """Returns the same logits row at every position (for distribution tests)."""
+
+    def __init__(self, row: torch.Tensor):
+        super().__init__()
+        self.row = row
+
+    def forward(self, x, attention_mask=None):
+        return self.row.expand(x.shape[0], x.shape[1], -1).clone()
