@@ -264,6 +264,12 @@ def _call_model(model, x, attention_mask, use_hidden):
     return logits
 
 
+def gumbel(shape, generator, device) -> torch.Tensor:
+    """Standard Gumbel(0, 1) noise, float32, finite."""
+    u = torch.rand(shape, generator=generator, device=device).clamp(1e-20, 1 - 1e-7)
+    return -torch.log(-torch.log(u))
+
+
 def has_hidden_path(model) -> bool:
     return callable(getattr(model, "forward_hidden", None)) and callable(getattr(model, "get_output_embeddings", None))
 
@@ -322,8 +328,7 @@ def decode(model, x, attention_mask, fillable, groups, *, plan, scorer, mask_id,
             raise ValueError(f"model: NaN logits at step {nfe}, batch row {int(rows[j])}, position {int(cols[j])}; "
                              "decoding stopped (check the model's inputs, dtype and attention mask)")
         if score_noise > 0:
-            u = torch.rand(scores.shape, generator=generator, device=scores.device).clamp_min(1e-20)
-            scores = scores - score_noise * torch.log(-torch.log(u).clamp_min(1e-20))
+            scores = scores + score_noise * gumbel(scores.shape, generator, scores.device)
         full = torch.full((B, L), -math.inf, dtype=torch.float32, device=x.device)
         full[rows, cols] = scores
         chosen = plan.choose(full, eligible, backend) & eligible
