@@ -1,0 +1,172 @@
+"""Adapters that give other codebases' models what fastmdm's decoding loop looks for.
+
+- `from_hf(model)`: a Hugging Face-style model (a base model returning hidden states, plus
+  `get_output_embeddings()`) gains `forward_hidden`, so `fastmdm.sample`/`generate` apply the LM head
+  only at the positions they fill and full [B, L, V] logits never exist.
+- `shift_logits(model)`: position i is scored with the model's output at position i - 1 (position 0 keeps its
+  own), as Dream predicts each token from the position before it. Works on logits and on hidden states.
+
+The adapters are thin: calling one calls the wrapped model; every other attribute (`config`, `device`,
+`generation_config`, ...) is the wrapped model's.
+"""
+from __future__ import annotations
+
+import torch
+
+#: config attributes of models whose logits are not `lm_head(last_hidden_state)`; `from_hf` refuses them
+_LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "logits_scaling")
+
+
+def _logits_of(out) -> torch.Tensor:
+    logits = out if isinstance(out, torch.Tensor) else getattr(out, "logits", None)
+    if logits is None and isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        logits = out[0]
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"model: must return logits [B, L, V] or an object with .logits, got {type(out).__name__}")
+    return logits
+
+
+def _hidden_of(out) -> torch.Tensor:
+    hidden = out if isinstance(out, torch.Tensor) else getattr(out, "last_hidden_state", None)
+    if hidden is None and isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        hidden = out[0]
+    if not isinstance(hidden, torch.Tensor):
+        raise TypeError("model: its base model must return hidden states [B, L, d] (a tensor, a tuple starting with "
+                        f"one, or an object with .last_hidden_state), got {type(out).__name__}")
+    return hidden
+
+
+def shift_right(t: torch.Tensor) -> torch.Tensor:
+    """[B, L, ...] -> [B, L, ...] with t'[:, i] = t[:, i - 1] for i >= 1 and t'[:, 0] = t[:, 0] (Dream's shift)."""
+    return torch.cat([t[:, :1], t[:, :-1]], dim=1)
+
+
+class _Wrapper:
+    """Delegates every attribute it does not define to the wrapped model."""
+
+    def __init__(self, model):
+        object.__setattr__(self, "model", model)
+
+    def __getattr__(self, name):
+        if name == "model":  # not set yet (e.g. during copy/pickle): do not recurse
+            raise AttributeError(name)
+        return getattr(self.model, name)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.model!r})"
+
+
+class HFHiddenModel(_Wrapper):
+    """What `from_hf` returns: `self(x, attention_mask=None, **kw)` is the model's own call;
+    `forward_hidden(x, attention_mask=None, **kw)` runs only the base model and returns hidden states [B, L, d];
+    `get_output_embeddings()` is the model's LM head."""
+
+    def __init__(self, model, base, head):
+        super().__init__(model)
+        object.__setattr__(self, "base", base)
+        object.__setattr__(self, "head", head)
+
+    def __call__(self, input_ids, attention_mask=None, **kwargs):
+        if attention_mask is None and not kwargs:
+            return self.model(input_ids)
+        return self.model(input_ids, attention_mask=attention_mask, **kwargs)
+
+    def forward_hidden(self, input_ids, attention_mask=None, **kwargs):
+        if attention_mask is None and not kwargs:
+            out = self.base(input_ids)
+        else:
+            out = self.base(input_ids, attention_mask=attention_mask, **kwargs)
+        hidden = _hidden_of(out)
+        d = self.head.weight.shape[1]
+        if hidden.dim() != 3 or hidden.shape[-1] != d:
+            raise ValueError(f"model: its base model returned shape {tuple(hidden.shape)}, not hidden states "
+                             f"[B, L, {d}] matching the LM head; this model applies its head inside the base model, "
+                             "so from_hf cannot skip it: pass the model itself to fastmdm instead")
+        return hidden
+
+    def get_output_embeddings(self):
+        return self.head
+
+
+def from_hf(model, check_inputs: torch.Tensor | None = None, atol: float = 1e-4) -> HFHiddenModel:
+    """Give a Hugging Face-style model fastmdm's hidden-state path.
+
+    `model` needs a base model (`model.base_model`, as transformers' PreTrainedModel defines it, e.g.
+    `model.model`) that returns hidden states, and `model.get_output_embeddings()` (the LM head, a module whose
+    `.weight` is [V, d], optional `.bias`), with logits = head(last hidden state). Models that post-process
+    their logits (soft-capping, scaling) are refused. Pass `check_inputs` (token ids [B, L]) to verify on them
+    that head(hidden) equals the model's own logits within `atol`.
+    """
+    if isinstance(model, HFHiddenModel):
+        return model
+    get_head = getattr(model, "get_output_embeddings", None)
+    if not callable(get_head):
+        raise TypeError(f"model: from_hf needs a Hugging Face-style model with get_output_embeddings(); "
+                        f"{type(model).__name__} has none")
+    head = get_head()
+    weight = getattr(head, "weight", None)
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
+        raise TypeError("model: get_output_embeddings() must return a module whose .weight is [V, d] "
+                        f"(a Linear LM head), got {type(head).__name__}")
+    base = getattr(model, "base_model", None)
+    if base is None or base is model:
+        prefix = getattr(model, "base_model_prefix", None)
+        base = getattr(model, prefix, None) if isinstance(prefix, str) and prefix else None
+    if base is None or base is model or not callable(base):
+        raise TypeError(f"model: from_hf needs the model's base model (model.base_model or the attribute named by "
+                        f"base_model_prefix, e.g. model.model) returning hidden states; {type(model).__name__} "
+                        "has none")
+    config = getattr(model, "config", None)
+    for name in _LOGIT_POSTPROCESSING:
+        value = getattr(config, name, None)
+        if value is not None and value != 1 and not (name == "final_logit_softcapping" and value == 0):
+            raise ValueError(f"model: config.{name}={value!r}, so its logits are not lm_head(hidden states) and "
+                             "from_hf would change them; pass the model itself to fastmdm instead")
+    adapted = HFHiddenModel(model, base, head)
+    if check_inputs is not None:
+        check(adapted, check_inputs, atol=atol)
+    return adapted
+
+
+def check(adapted, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, atol: float = 1e-4) -> float:
+    """Raise ValueError unless head(forward_hidden(x)) equals the model's own logits on `input_ids` within
+    `atol`; returns the largest absolute difference."""
+    with torch.no_grad():
+        full = _logits_of(adapted(input_ids, attention_mask=attention_mask)).float()
+        head = adapted.get_output_embeddings()
+        hidden = adapted.forward_hidden(input_ids, attention_mask=attention_mask)
+        mine = torch.nn.functional.linear(hidden, head.weight, getattr(head, "bias", None)).float()
+    if mine.shape != full.shape:
+        raise ValueError(f"model: head(hidden states) has shape {tuple(mine.shape)} but the model's logits "
+                         f"{tuple(full.shape)}; from_hf does not fit this model")
+    diff = float((mine - full).abs().max()) if full.numel() else 0.0
+    if not diff <= atol:
+        raise ValueError(f"model: head(hidden states) differs from the model's logits by {diff:.3g} > atol={atol}; "
+                         "this model post-processes its logits, so pass the model itself to fastmdm instead")
+    return diff
+
+
+class ShiftedModel(_Wrapper):
+    """What `shift_logits` returns: logits (and hidden states, when the model has them) shifted right by one."""
+
+    def __init__(self, model):
+        super().__init__(model)
+        if callable(getattr(model, "forward_hidden", None)) and callable(getattr(model, "get_output_embeddings", None)):
+            object.__setattr__(self, "forward_hidden", self._shifted_hidden)
+
+    def __call__(self, input_ids, attention_mask=None, **kwargs):
+        if attention_mask is None and not kwargs:
+            out = self.model(input_ids)
+        else:
+            out = self.model(input_ids, attention_mask=attention_mask, **kwargs)
+        return shift_right(_logits_of(out))
+
+    def _shifted_hidden(self, input_ids, attention_mask=None, **kwargs):
+        return shift_right(self.model.forward_hidden(input_ids, attention_mask=attention_mask, **kwargs))
+
+
+def shift_logits(model) -> ShiftedModel:
+    """Wrap `model` so position i gets the output of position i - 1 (position 0 keeps its own): Dream's
+    convention, where the token at i is predicted from the hidden state at i - 1. Keeps the hidden-state path
+    when the model has one (shifting hidden states shifts the logits the LM head makes from them)."""
+    return model if isinstance(model, ShiftedModel) else ShiftedModel(model)

@@ -1,0 +1,233 @@
+"""fastmdm.adapters: from_hf gives a Hugging Face-style model the hidden-state path; shift_logits shifts by one.
+
+Also home of `TinyHF`, the small Hugging Face-style model the compat tests share.
+"""
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import fastmdm
+from fastmdm import adapters
+
+
+class TinyBase(torch.nn.Module):
+    """One bidirectional attention layer over token + position embeddings; accepts a 2-D padding mask, a 4-D
+    bool mask [B, 1, L, L], the string "full", and position ids, as LLaDA's and Dream's models do."""
+
+    def __init__(self, vocab, d, seed, max_len=64):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.emb = torch.nn.Parameter(torch.randn(vocab, d, generator=g))
+        self.pos = torch.nn.Parameter(torch.randn(max_len, d, generator=g) * 0.5)
+        self.wq, self.wk, self.wv = (torch.nn.Parameter(torch.randn(d, d, generator=g) / d ** 0.5) for _ in range(3))
+        self.seen = []  # (attention_mask, position_ids) of each call
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None):
+        self.seen.append((attention_mask, position_ids))
+        B, L = input_ids.shape
+        if position_ids is None:
+            position_ids = torch.arange(L).expand(B, L)
+        h = self.emb[input_ids] + self.pos[position_ids]
+        s = (h @ self.wq) @ (h @ self.wk).transpose(1, 2) / math.sqrt(h.shape[-1])  # [B, L, L]
+        if isinstance(attention_mask, torch.Tensor):
+            allowed = attention_mask.bool()[:, None, :] if attention_mask.dim() == 2 else attention_mask[:, 0].bool()
+            s = s.masked_fill(~allowed, -math.inf)
+        a = torch.softmax(s, dim=-1).nan_to_num(0.0)  # a padded query sees nothing: zeros
+        return SimpleNamespace(last_hidden_state=torch.tanh(h + 2 * (a @ (h @ self.wv))))
+
+
+class TinyHF(torch.nn.Module):
+    """A Hugging Face-style LM: `model.model` (the base), `lm_head`, `get_output_embeddings()`, `.logits` output.
+    `boost` adds to the head's bias per token id (e.g. {mask_id: -30.0} so the mask is never the argmax)."""
+
+    base_model_prefix = "model"
+
+    def __init__(self, vocab=40, d=16, seed=0, boost=None, scale=2.0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed + 1000)
+        self.model = TinyBase(vocab, d, seed)
+        self.lm_head = torch.nn.Linear(d, vocab)
+        with torch.no_grad():
+            self.lm_head.weight.copy_(torch.randn(vocab, d, generator=g) * scale)
+            self.lm_head.bias.copy_(torch.randn(vocab, generator=g) * 0.5)
+            for token, value in (boost or {}).items():
+                self.lm_head.bias[token] += value
+        self.config = SimpleNamespace()
+        self.full_calls = 0
+
+    @property
+    def base_model(self):
+        return self.model
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None):
+        self.full_calls += 1
+        hidden = self.model(input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
+        return SimpleNamespace(logits=self.lm_head(hidden))
+
+
+MASK = 39
+
+
+def padded_batch(lengths=(5, 2, 7), vocab=30, seed=0, pad=0):
+    """Left-padded prompts of the given lengths (tokens in 1..vocab-1) and their attention mask."""
+    g = torch.Generator().manual_seed(seed)
+    P = max(lengths)
+    ids = torch.full((len(lengths), P), pad, dtype=torch.long)
+    am = torch.zeros(len(lengths), P, dtype=torch.long)
+    for r, n in enumerate(lengths):
+        ids[r, P - n:] = torch.randint(1, vocab, (n,), generator=g)
+        am[r, P - n:] = 1
+    return ids, am
+
+
+# ----------------------------------------------------------------------------------------------
+# from_hf
+# ----------------------------------------------------------------------------------------------
+def test_from_hf_head_of_hidden_states_equals_the_models_logits():
+    model = TinyHF(seed=1)
+    ids, am = padded_batch()
+    adapted = adapters.from_hf(model, check_inputs=ids)
+    hidden = adapted.forward_hidden(ids, attention_mask=am)
+    assert hidden.shape == (3, ids.shape[1], 16)
+    head = adapted.get_output_embeddings()
+    assert head is model.lm_head
+    torch.testing.assert_close(head(hidden), model(ids, attention_mask=am).logits)
+    assert adapters.check(adapted, ids, am) <= 1e-5
+
+
+def test_from_hf_delegates_attributes_and_calls_to_the_model():
+    model = TinyHF(seed=1)
+    model.config.mask_token_id = MASK
+    adapted = adapters.from_hf(model)
+    assert adapted.config.mask_token_id == MASK
+    assert adapted.lm_head is model.lm_head
+    ids, am = padded_batch()
+    torch.testing.assert_close(adapted(ids, attention_mask=am).logits, model(ids, attention_mask=am).logits)
+    assert adapters.from_hf(adapted) is adapted
+
+
+def test_sample_through_from_hf_never_builds_full_logits_and_gives_the_plain_tokens():
+    model = TinyHF(seed=2, boost={MASK: -30.0})
+    ids, am = padded_batch(lengths=(6, 3, 8))
+    x = torch.cat([ids, torch.full((3, 10), MASK)], 1)
+    batch = {"input_ids": x, "attention_mask": torch.cat([am, torch.ones(3, 10, dtype=torch.long)], 1)}
+    plain = fastmdm.sample(model, batch, strategy="margin", mask_id=MASK, k=2)
+    model.full_calls = 0
+    adapted = adapters.from_hf(model)
+    hidden = fastmdm.sample(adapted, batch, strategy="margin", mask_id=MASK, k=2)
+    assert model.full_calls == 0  # only the base model ran; the head saw only the masked positions
+    assert torch.equal(hidden, plain)
+    assert not bool((plain[:, -10:] == MASK).any())
+
+
+def test_from_hf_refuses_a_model_without_an_lm_head():
+    class NoHead(torch.nn.Module):
+        def forward(self, x):
+            return x
+
+    with pytest.raises(TypeError, match="get_output_embeddings"):
+        adapters.from_hf(NoHead())
+
+
+def test_from_hf_refuses_a_model_without_a_base_model():
+    class NoBase(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lm_head = torch.nn.Linear(4, 8)
+
+        def get_output_embeddings(self):
+            return self.lm_head
+
+    with pytest.raises(TypeError, match="base model"):
+        adapters.from_hf(NoBase())
+
+
+def test_from_hf_refuses_a_head_without_a_weight_matrix():
+    model = TinyHF()
+    model.get_output_embeddings = lambda: torch.nn.Identity()
+    with pytest.raises(TypeError, match=r"\.weight is \[V, d\]"):
+        adapters.from_hf(model)
+
+
+def test_from_hf_refuses_soft_capped_logits():
+    model = TinyHF()
+    model.config.final_logit_softcapping = 30.0
+    with pytest.raises(ValueError, match="final_logit_softcapping"):
+        adapters.from_hf(model)
+
+
+def test_from_hf_check_catches_logits_that_are_not_the_head_of_the_hidden_states():
+    model = TinyHF()
+    original = model.forward
+    model.forward = lambda *a, **k: SimpleNamespace(logits=original(*a, **k).logits * 2)
+    ids, _ = padded_batch()
+    with pytest.raises(ValueError, match="differs from the model's logits"):
+        adapters.from_hf(model, check_inputs=ids)
+
+
+def test_forward_hidden_explains_a_base_model_that_returns_logits():
+    model = TinyHF()
+    model.model = TinyHFAsBase(model)
+    adapted = adapters.from_hf(model)
+    ids, _ = padded_batch()
+    with pytest.raises(ValueError, match="applies its head inside the base model"):
+        adapted.forward_hidden(ids)
+
+
+class TinyHFAsBase(torch.nn.Module):
+    """A 'base model' that already returns logits (as LLaDA's does)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.inner = TinyBase(40, 16, 0)
+        self.head = model.lm_head
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None):
+        return (self.head(self.inner(input_ids, attention_mask).last_hidden_state),)
+
+
+# ----------------------------------------------------------------------------------------------
+# shift_logits
+# ----------------------------------------------------------------------------------------------
+def test_shift_logits_scores_each_position_with_the_output_before_it():
+    model = TinyHF(seed=3)
+    ids, am = padded_batch()
+    logits = model(ids, attention_mask=am).logits
+    shifted = adapters.shift_logits(model)(ids, attention_mask=am)
+    assert torch.equal(shifted[:, 0], logits[:, 0])
+    assert torch.equal(shifted[:, 1:], logits[:, :-1])
+
+
+def test_shift_logits_keeps_and_shifts_the_hidden_state_path():
+    adapted = adapters.shift_logits(adapters.from_hf(TinyHF(seed=3)))
+    ids, am = padded_batch()
+    hidden = adapted.forward_hidden(ids, attention_mask=am)
+    torch.testing.assert_close(adapted.get_output_embeddings()(hidden), adapted(ids, attention_mask=am))
+    assert adapters.shift_logits(adapted) is adapted
+
+
+def test_shift_logits_of_a_logits_only_model_offers_no_hidden_path():
+    class Plain(torch.nn.Module):
+        def forward(self, x, attention_mask=None):
+            return torch.randn(*x.shape, 5)
+
+    shifted = adapters.shift_logits(Plain())
+    assert getattr(shifted, "forward_hidden", None) is None
+
+
+def test_sample_through_shifted_from_hf_gives_the_shifted_plain_tokens():
+    model = TinyHF(seed=4, boost={MASK: -30.0})
+    x = torch.cat([padded_batch(lengths=(4, 4, 4))[0], torch.full((3, 8), MASK)], 1)
+    plain = fastmdm.sample(adapters.shift_logits(model), x, strategy="entropy", mask_id=MASK, steps=4)
+    model.full_calls = 0
+    hidden = fastmdm.sample(adapters.shift_logits(adapters.from_hf(model)), x, strategy="entropy", mask_id=MASK,
+                            steps=4)
+    assert model.full_calls == 0
+    assert torch.equal(hidden, plain)
