@@ -1,0 +1,81 @@
+// Sudoku engine: exact solver, puzzle generator and human-strategy grader.
+//
+// Grids are 81 int8 cells in row-major order, 0 = blank, 1..9 = digit. Candidate sets are
+// 9-bit masks, bit d-1 for digit d. Everything here is single-threaded and allocation-free per
+// puzzle; the batch drivers in module.cpp spread indices over std::threads.
+#pragma once
+
+#include <cstdint>
+
+namespace sudoku {
+
+// Strategy indices, in difficulty order (the seven of Shah et al. 2024), plus kGuess: a cell the
+// seven strategies could not reach, filled from the solution to let the grader go on.
+enum Strategy : int8_t {
+    kNakedSingle = 0,
+    kHiddenSingle = 1,
+    kNakedPair = 2,
+    kNakedTriple = 3,
+    kLockedCandidate = 4,
+    kXYWing = 5,
+    kUniqueRectangle = 6,
+    kGuess = 7,
+    kNumStrategies = 7,
+};
+
+// Deterministic generator: splitmix64. Small, fast, and fully specified, so the same seed gives the
+// same puzzles on every platform and compiler.
+struct Rng {
+    uint64_t s;
+    explicit Rng(uint64_t seed) : s(seed) {}
+    uint64_t next() {
+        uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        return z ^ (z >> 31);
+    }
+    // Uniform integer in [0, n), n > 0 (Lemire's multiply-shift; the bias is below 2^-32 for n <= 81).
+    uint32_t below(uint32_t n) { return uint32_t(((next() >> 32) * uint64_t(n)) >> 32); }
+};
+
+// Mixes (seed, stream, index) into one 64-bit seed; puzzles depend only on these, never on threads.
+uint64_t derive_seed(uint64_t seed, uint64_t stream, uint64_t index);
+
+// Counts the solutions of `puzzle` up to `limit` (stops early). Writes the first solution found to
+// `solution` when it is not null and a solution exists. Contradictory givens give 0.
+int count_solutions(const int8_t* puzzle, int limit, int8_t* solution);
+
+// True when `puzzle` has a solution whose cell `cell` differs from `value`.
+bool has_other_solution(const int8_t* puzzle, int cell, int value);
+
+// Fills `grid` with a random complete grid.
+void random_grid(Rng& rng, int8_t* grid);
+
+// Removes clues of the complete grid `solution` in random order while the puzzle stays unique,
+// stopping once `min_clues` remain. Writes the puzzle; returns its clue count.
+int remove_clues(Rng& rng, const int8_t* solution, int min_clues, int8_t* puzzle);
+
+// Human-strategy grader. Fills `order` (the step at which each cell was filled, -1 for clues) and
+// `strategy` (the strategy that filled it: the single that placed it, or the hardest elimination
+// strategy used since the previous placement when that is harder; -1 for clues).
+// If `solution` is not null and the seven strategies get stuck, the most constrained blank is
+// filled from `solution` (strategy kGuess) and grading goes on; otherwise it stops there and the
+// remaining blanks keep order -1 and strategy -1.
+// Returns the hardest strategy used (kGuess if a guess was needed, -1 if there were no blanks),
+// -2 if the candidates became contradictory (the puzzle has no solution), or -3 if a placement
+// disagreed with `solution` (the puzzle has several solutions).
+// `max_strategy` < 6 restricts the grader to the easiest strategies (to show a puzzle needs one).
+int grade(const int8_t* puzzle, const int8_t* solution, int8_t* order, int8_t* strategy,
+          int max_strategy = kUniqueRectangle);
+
+// Applies strategy `s` once to a hand-built position: `grid` (0 = blank) and candidate masks
+// `cand` (ignored for filled cells). Updates both; returns 1 on progress, 0 on none, -1 if the
+// candidates became contradictory. For tests of the single strategies.
+int apply_strategy(int8_t* grid, uint16_t* cand, int s);
+
+// One puzzle of a split. split 0 = standard (the seven strategies finish it), 1 = hard (they do
+// not). Clue counts kept in [min_clues, max_clues]. Returns the number of candidate puzzles drawn.
+int generate_one(uint64_t seed, int split, int min_clues, int max_clues, int8_t* puzzle,
+                 int8_t* solution, int8_t* order, int8_t* strategy, int8_t* difficulty);
+
+}  // namespace sudoku
