@@ -1,0 +1,10 @@
+"""Signature-compatible drop-ins for other masked-diffusion codebases' samplers, run by fastmdm's batched loop.
+
+- `fastmdm.compat.llada.generate(model, prompt, attention_mask=None, steps=..., ...)`: LLaDA's `generate`.
+- `fastmdm.compat.dream.diffusion_generate(model, inputs, ...)`: Dream's `model.diffusion_generate`.
+
+At temperature 0 each gives the original's tokens; each module's docstring lists where it differs.
+"""
+from fastmdm.compat import dream, llada
+
+__all__ = ["llada", "dream"]

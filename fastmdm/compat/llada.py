@@ -1,0 +1,166 @@
+"""LLaDA's `generate`, run by fastmdm's batched decoding loop.
+
+    from fastmdm.compat.llada import generate
+    out = generate(model, input_ids, attention_mask, steps=128, gen_length=128, block_length=32)
+
+Semantics (LLaDA's): `gen_length` masks follow the (left-padded) prompt and are decoded in blocks of
+`block_length` from the end of the prompt; each block gets `steps // num_blocks` steps and its masks are split
+over them as `base = n // steps`, the first `n % steps` steps one more. Each step: one model call
+`model(x, attention_mask=...)` for the batch; tokens are the argmax of the logits (temperature 0) or of
+Gumbel-noised logits (float64 noise, i.e. a draw from softmax(logits / T)); 'low_confidence' keeps the positions
+whose chosen token has the highest softmax(logits) probability (at T = 1 whatever the temperature, as LLaDA
+does), 'random' ranks them by uniform noise. `cfg_scale` s > 0: logits = un + (s + 1) (cond - un), the prompt
+masked in `un`. `logits_eos_inf` forbids EOS; `confidence_eos_eot_inf` removes EOS and EOT from the confidence
+softmax, so positions predicting them score 0 and are filled last in their block.
+
+Where fastmdm differs from LLaDA's code (none of it changes temperature-0 tokens of a float32 model that never
+prefers the mask token):
+- The mask token is never produced; LLaDA's argmax could pick it (then the position stayed masked).
+- Confidences are float32 whatever the logits' dtype; LLaDA's are in the logits' dtype (bf16 rounds many of them
+  equal, and torch.topk breaks such ties in no documented order). fastmdm breaks ties towards the lower position.
+- Only the current block's masks are scored, through the LM head alone when the model has `forward_hidden`
+  (see `fastmdm.adapters.from_hf`); steps where no position is due (more steps than masks) skip the model call.
+- With temperature > 0, `confidence_eos_eot_inf` removes EOS and EOT from the confidence softmax as at
+  temperature 0 (LLaDA's code then removes only EOT); the Gumbel draw uses `generator` and the equivalent log form
+  logits / T + Gumbel (no overflow of exp(logits) in float64), so samples follow the same distribution, not the
+  same stream.
+- Mask tokens inside a prompt are filled with the first block (LLaDA lets them compete with every block's
+  positions, so a block could end unfinished); cfg_scale > 0 with attention_mask=None works (LLaDA's raises).
+- `eos_id`, `eot_id` (LLaDA's 126081 and 126348), `generator` and `backend` are extra keyword arguments.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from fastmdm import sampling
+
+EOS_ID = 126081
+EOT_ID = 126348
+REMASKING = ("low_confidence", "random")
+
+
+class LLaDAScorer:
+    """Chunk -> (tokens, scores) with LLaDA's token rule and confidence."""
+
+    def __init__(self, *, temperature, remasking, mask_id, logits_eos_inf, confidence_eos_eot_inf, eos_id, eot_id,
+                 generator):
+        self.temperature, self.remasking, self.mask_id = temperature, remasking, mask_id
+        self.logits_eos_inf, self.confidence_eos_eot_inf = logits_eos_inf, confidence_eos_eot_inf
+        self.eos_id, self.eot_id, self.generator = eos_id, eot_id, generator
+
+    def __call__(self, chunk: sampling.Chunk):
+        z = chunk.logits().float()  # [N, V]
+        if self.logits_eos_inf:
+            z = z.clone()
+            z[:, self.eos_id] = -math.inf
+        pick = z.clone()
+        pick[:, self.mask_id] = -math.inf  # fastmdm never produces the mask token
+        if self.temperature > 0:
+            # LLaDA: argmax(exp(z) / (-log u)^T) with float64 u, i.e. argmax(z - T log(-log u)): a draw from softmax(z/T)
+            u = torch.rand(pick.shape, generator=self.generator, device=pick.device, dtype=torch.float64)
+            noise = -torch.log(-torch.log(u.clamp_min(1e-300)))
+            tokens = torch.argmax(pick.double() + self.temperature * noise, dim=-1)
+        else:
+            tokens = torch.argmax(pick, dim=-1)
+        nan_rows = torch.isnan(z).any(-1)
+        if self.remasking == "random":
+            scores = torch.rand(z.shape[0], generator=self.generator, device=z.device)
+        else:
+            conf = z
+            if self.confidence_eos_eot_inf:
+                conf = z.clone()
+                conf[:, [self.eos_id, self.eot_id]] = -math.inf
+            scores = torch.softmax(conf, dim=-1).gather(-1, tokens[:, None]).squeeze(-1)
+        scores = torch.where(nan_rows, torch.full_like(scores, math.nan), scores)  # the loop reports NaN logits
+        return tokens, scores
+
+
+def _check_number(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise TypeError(f"{name}: must be a number >= 0, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name}: must be >= 0, got {value}")
+
+
+def _check_token_id(name, value, vocab_hint):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise TypeError(f"{name}: must be a token id (an int >= 0), got {value!r}{vocab_hint}")
+
+
+@torch.no_grad()
+def generate(model, prompt, attention_mask=None, steps=128, gen_length=128, block_length=128, temperature=0.,
+             cfg_scale=0., remasking='low_confidence', mask_id=126336, logits_eos_inf=False,
+             confidence_eos_eot_inf=False, *, eos_id=EOS_ID, eot_id=EOT_ID, generator=None, backend="auto"):
+    """LLaDA's `generate` (same arguments, same tokens at temperature 0), batched; returns [B, P + gen_length].
+
+    `prompt` [B, P] (left-pad prompts of different lengths and pass `attention_mask` [B, P], 1 = real token);
+    see the module docstring for the semantics and the few differences from LLaDA's code.
+    """
+    if not isinstance(prompt, torch.Tensor) or prompt.dim() != 2:
+        shape = tuple(prompt.shape) if isinstance(prompt, torch.Tensor) else type(prompt).__name__
+        raise ValueError(f"prompt: must be a LongTensor [B, P], got {shape}; use prompt[None] for one sequence")
+    if prompt.dtype.is_floating_point or prompt.dtype == torch.bool:
+        raise TypeError(f"prompt: must hold integer token ids (torch.long), got {prompt.dtype}")
+    for name, v in (("steps", steps), ("gen_length", gen_length), ("block_length", block_length)):
+        sampling._check_int(name, v)
+    if gen_length % block_length:
+        raise ValueError(f"block_length: gen_length={gen_length} is not a multiple of block_length={block_length}; "
+                         f"pick a block_length that divides gen_length (e.g. {math.gcd(gen_length, block_length)}) "
+                         "or change gen_length")
+    num_blocks = gen_length // block_length
+    if steps % num_blocks:
+        raise ValueError(f"steps: {steps} is not a multiple of the {num_blocks} blocks (gen_length // block_length); "
+                         f"pass steps={max(num_blocks, steps - steps % num_blocks)} or another multiple of "
+                         f"{num_blocks}")
+    _check_number("temperature", temperature)
+    _check_number("cfg_scale", cfg_scale)
+    if remasking not in REMASKING:
+        raise ValueError(f"remasking: unknown {remasking!r}; use one of {REMASKING}")
+    for name, v in (("mask_id", mask_id), ("eos_id", eos_id), ("eot_id", eot_id)):
+        _check_token_id(name, v, "")
+    for name, v in (("logits_eos_inf", logits_eos_inf), ("confidence_eos_eot_inf", confidence_eos_eot_inf)):
+        if not isinstance(v, bool):
+            raise TypeError(f"{name}: must be True or False, got {v!r}")
+    sampling._check_sampling_args(temperature, 0.0, backend, generator, False)
+    if attention_mask is not None:
+        if not isinstance(attention_mask, torch.Tensor) or tuple(attention_mask.shape) != tuple(prompt.shape):
+            shape = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask)
+            raise ValueError(f"attention_mask: must be a tensor of the prompt's shape {tuple(prompt.shape)} "
+                             f"(1 = real token, 0 = left padding), got {shape}")
+
+    x, attention_mask, fillable, groups, groups_per_row = sampling.prepare_generation(
+        prompt, gen_length, block_length, mask_id, attention_mask)
+    plan = sampling.make_plan(None, steps, None, groups_per_row)
+    use_hidden = None
+    if cfg_scale > 0:
+        prompt_index = torch.zeros_like(fillable)
+        prompt_index[:, :prompt.shape[1]] = prompt != mask_id
+        model, use_hidden = sampling._CFGModel(model, float(cfg_scale), prompt_index, mask_id), False
+    eos_used = [n for n, on in (("eos_id", logits_eos_inf or confidence_eos_eot_inf),
+                                ("eot_id", confidence_eos_eot_inf)) if on]
+    scorer = LLaDAScorer(temperature=float(temperature), remasking=remasking, mask_id=mask_id,
+                         logits_eos_inf=logits_eos_inf, confidence_eos_eot_inf=confidence_eos_eot_inf,
+                         eos_id=eos_id, eot_id=eot_id, generator=generator)
+    scorer = _VocabChecked(scorer, {n: (eos_id if n == "eos_id" else eot_id) for n in eos_used})
+    tokens, _, _ = sampling.decode(model, x, attention_mask, fillable, groups, plan=plan, scorer=scorer,
+                                   mask_id=mask_id, generator=generator, backend=backend, use_hidden=use_hidden)
+    return tokens
+
+
+class _VocabChecked:
+    """Checks once, on the first chunk, that the EOS/EOT ids in use lie inside the model's vocabulary."""
+
+    def __init__(self, scorer, ids):
+        self.scorer, self.ids, self.checked = scorer, ids, not ids
+
+    def __call__(self, chunk):
+        if not self.checked:
+            V = chunk.weight.shape[0] if chunk.hidden is not None else chunk.logits().shape[-1]
+            for name, value in self.ids.items():
+                if value >= V:
+                    raise ValueError(f"{name}: {value} is outside the model's vocabulary of {V} tokens; pass "
+                                     f"{name}=<the model's id> (LLaDA's are eos_id={EOS_ID}, eot_id={EOT_ID})")
+            self.checked = True
+        return self.scorer(chunk)
