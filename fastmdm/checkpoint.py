@@ -1,0 +1,113 @@
+"""Checkpoints as safetensors + a JSON config, written atomically; nothing is ever unpickled.
+
+A checkpoint is a directory:
+- ``model.safetensors``: the model's parameters (float32 unless saved otherwise);
+- ``config.json``: ``{"model": <TransformerConfig dict>, ...}`` plus whatever metadata the caller adds;
+- optionally ``trainer.safetensors`` + ``trainer.json``: optimizer state and counters for exact resume.
+
+Every file is written to a temporary name in the same directory and moved into place with `os.replace`,
+so a reader never sees a half-written file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+TRAINER_FILE = "trainer.safetensors"
+TRAINER_META = "trainer.json"
+
+
+def _atomic(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path, obj) -> None:
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True)
+            f.write("\n")
+    _atomic(Path(path), write)
+
+
+def atomic_save_tensors(path, tensors: dict, metadata: dict | None = None) -> None:
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    _atomic(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def _unwrap(model):
+    return getattr(model, "module", model)
+
+
+def save_model(directory, model, *, extra: dict | None = None, dtype: torch.dtype | None = None) -> Path:
+    """Write model.safetensors and config.json into `directory`; `dtype` (e.g. torch.bfloat16) stores
+    floating-point weights in that dtype to save space. Returns the directory."""
+    model = _unwrap(model)
+    directory = Path(directory)
+    state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v)
+             for k, v in model.state_dict().items()}
+    atomic_save_tensors(directory / MODEL_FILE, state)
+    atomic_write_json(directory / CONFIG_FILE, {"model": model.config.to_dict(), **(extra or {})})
+    return directory
+
+
+def read_config(directory) -> dict:
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint: no {CONFIG_FILE} in {directory}; pass the directory that "
+                                f"`fastmdm sudoku train --out DIR` wrote")
+    with open(path) as f:
+        return json.load(f)
+
+
+def load_model(directory, *, map_location: str | torch.device = "cpu"):
+    """(model in eval mode, config dict) from a checkpoint directory."""
+    from fastmdm.models import Transformer, TransformerConfig  # noqa: PLC0415
+
+    cfg = read_config(directory)
+    if "model" not in cfg:
+        raise ValueError(f"checkpoint: {Path(directory) / CONFIG_FILE} has no 'model' section")
+    model = Transformer(TransformerConfig.from_dict(cfg["model"]))
+    path = Path(directory) / MODEL_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint: no {MODEL_FILE} in {directory}")
+    state = load_file(str(path), device=str(map_location))
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"checkpoint: {path} does not match its config (missing {missing}, unexpected {unexpected})")
+    return model.to(map_location).eval(), cfg
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+    """An optimizer's state as flat tensors + JSON-able metadata (param groups)."""
+    sd = optimizer.state_dict()
+    tensors = {}
+    for pid, st in sd["state"].items():
+        for name, value in st.items():
+            t = value if isinstance(value, torch.Tensor) else torch.tensor(value)
+            tensors[f"state.{pid}.{name}"] = t
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def load_optimizer_tensors(optimizer: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
+    state: dict = {}
+    for key, value in tensors.items():
+        _, pid, name = key.split(".", 2)
+        state.setdefault(int(pid), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})

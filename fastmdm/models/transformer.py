@@ -1,0 +1,230 @@
+"""A small bidirectional transformer for masked diffusion: RMSNorm, SwiGLU, attention through `fastmdm.ops`.
+
+Positions are one of:
+- ``"sudoku"``: a 9x9 grid, each cell's embedding is row + column + box embedding (summed). Cells that
+  share a unit share a vector, so the model sees the constraint structure from the first step;
+- ``"learned"``: one learned vector per absolute position;
+- ``"rotary"``: rotary embeddings on queries and keys (no additive position vector).
+
+The model exposes `forward_hidden(input_ids, attention_mask=None)` -> [B, L, d] and
+`get_output_embeddings()` (the LM head) so `fastmdm.sample` and `fastmdm.mdm_loss_from_hidden` apply the
+head only where it is needed; calling the model returns full logits [B, L, V].
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fastmdm import ops
+
+POSITIONS = ("sudoku", "learned", "rotary")
+
+
+@dataclass
+class TransformerConfig:
+    vocab_size: int = 10
+    mask_token_id: int = 0
+    max_len: int = 81
+    d_model: int = 192
+    n_layers: int = 6
+    n_heads: int = 6
+    d_ff: int = 512
+    positions: str = "sudoku"
+    norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    init_std: float = 0.02
+
+    def __post_init__(self):
+        for name in ("vocab_size", "max_len", "d_model", "n_layers", "n_heads", "d_ff"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ValueError(f"TransformerConfig.{name}: must be a positive int, got {v!r}")
+        if not 0 <= self.mask_token_id < self.vocab_size:
+            raise ValueError(f"TransformerConfig.mask_token_id: {self.mask_token_id} must lie in "
+                             f"[0, vocab_size={self.vocab_size})")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"TransformerConfig.n_heads: d_model={self.d_model} must be a multiple of "
+                             f"n_heads={self.n_heads}")
+        if self.positions not in POSITIONS:
+            raise ValueError(f"TransformerConfig.positions: {self.positions!r} is not one of {POSITIONS}")
+        if self.positions == "sudoku" and self.max_len != 81:
+            raise ValueError(f"TransformerConfig.max_len: positions='sudoku' needs max_len=81 (9x9 cells), "
+                             f"got {self.max_len}")
+        if self.positions == "rotary" and (self.d_model // self.n_heads) % 2:
+            raise ValueError("TransformerConfig: rotary positions need an even head dimension (d_model / n_heads)")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TransformerConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"TransformerConfig: unknown keys {unknown}; known keys are {sorted(known)}")
+        return cls(**d)
+
+
+#: named model sizes. `paper`: the seed paper's ~6M-parameter Sudoku MDM (3 layers, d=384, 12 heads);
+#: `cpu`: sized to train in about an hour on 2 CPU cores; `tiny`: for tests.
+PRESETS = {
+    "paper": dict(d_model=384, n_layers=3, n_heads=12, d_ff=1280),
+    "cpu": dict(d_model=128, n_layers=6, n_heads=4, d_ff=384),
+    "tiny": dict(d_model=32, n_layers=2, n_heads=2, d_ff=64),
+}
+
+
+def preset(name: str, **overrides) -> TransformerConfig:
+    if name not in PRESETS:
+        raise ValueError(f"preset: unknown {name!r}; use one of {sorted(PRESETS)}")
+    return TransformerConfig(**{**PRESETS[name], **overrides})
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        xf = x.float()
+        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x) * self.weight
+
+
+def rotary_tables(length: int, head_dim: int, theta: float, device=None):
+    """(cos, sin), each [length, head_dim / 2]."""
+    inv = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
+    ang = torch.arange(length, device=device, dtype=torch.float32)[:, None] * inv[None, :]
+    return ang.cos(), ang.sin()
+
+
+def apply_rotary(x, cos, sin):
+    """x [B, H, L, D]: rotate the pairs (x[..., :D/2], x[..., D/2:]) by the position's angle."""
+    x1, x2 = x.float().chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).type_as(x)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+
+    def forward(self, x, key_padding_mask=None, rope=None):
+        B, L, d = x.shape
+        q, k, v = self.qkv(x).view(B, L, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        if rope is not None:
+            q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+        y = ops.attention(q, k, v, key_padding_mask=key_padding_mask)  # [B, H, L, D]
+        return self.proj(y.transpose(1, 2).reshape(B, L, d))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, d_model: int, d_ff: int):
+        super().__init__()
+        self.gate_up = nn.Linear(d_model, 2 * d_ff, bias=False)
+        self.down = nn.Linear(d_ff, d_model, bias=False)
+
+    def forward(self, x):
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.norm1 = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.attn = Attention(cfg)
+        self.norm2 = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.mlp = SwiGLU(cfg.d_model, cfg.d_ff)
+
+    def forward(self, x, key_padding_mask=None, rope=None):
+        x = x + self.attn(self.norm1(x), key_padding_mask, rope)
+        return x + self.mlp(self.norm2(x))
+
+
+def sudoku_cell_units(device=None):
+    """(row, column, box) index of each of the 81 cells, row-major; each [81] long."""
+    cell = torch.arange(81, device=device)
+    row, col = cell // 9, cell % 9
+    return row, col, (row // 3) * 3 + col // 3
+
+
+class Transformer(nn.Module):
+    """Bidirectional pre-norm transformer; `model(x)` -> logits [B, L, V]."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        if not isinstance(config, TransformerConfig):
+            raise TypeError(f"config: expected a TransformerConfig, got {type(config).__name__}")
+        self.config = config
+        c = config
+        self.tok_emb = nn.Embedding(c.vocab_size, c.d_model)
+        if c.positions == "sudoku":
+            self.row_emb = nn.Embedding(9, c.d_model)
+            self.col_emb = nn.Embedding(9, c.d_model)
+            self.box_emb = nn.Embedding(9, c.d_model)
+            for name, idx in zip(("row_idx", "col_idx", "box_idx"), sudoku_cell_units()):
+                self.register_buffer(name, idx, persistent=False)
+        elif c.positions == "learned":
+            self.pos_emb = nn.Embedding(c.max_len, c.d_model)
+        self.blocks = nn.ModuleList(Block(c) for _ in range(c.n_layers))
+        self.norm = RMSNorm(c.d_model, c.norm_eps)
+        self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        std = self.config.init_std
+        for name, p in self.named_parameters():
+            if name.endswith("norm1.weight") or name.endswith("norm2.weight") or name == "norm.weight":
+                nn.init.ones_(p)
+            elif name.endswith("proj.weight") or name.endswith("down.weight"):
+                # residual branches scaled down with depth (GPT-2)
+                nn.init.normal_(p, std=std / math.sqrt(2 * self.config.n_layers))
+            else:
+                nn.init.normal_(p, std=std)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def _check_input(self, input_ids, attention_mask):
+        if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
+            raise ValueError(f"input_ids: expected a LongTensor [B, L], got "
+                             f"{tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids)}")
+        if input_ids.dtype.is_floating_point or input_ids.dtype == torch.bool:
+            raise TypeError(f"input_ids: must be integer token ids, got {input_ids.dtype}")
+        L = input_ids.shape[1]
+        if L > self.config.max_len or (self.config.positions == "sudoku" and L != 81):
+            raise ValueError(f"input_ids: length {L} does not fit this model (max_len={self.config.max_len}, "
+                             f"positions={self.config.positions!r})")
+        if attention_mask is not None and tuple(attention_mask.shape) != tuple(input_ids.shape):
+            raise ValueError(f"attention_mask: must have input_ids' shape {tuple(input_ids.shape)}, "
+                             f"got {tuple(attention_mask.shape)}")
+
+    def forward_hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Final hidden states [B, L, d] (after the last norm)."""
+        self._check_input(input_ids, attention_mask)
+        c = self.config
+        x = self.tok_emb(input_ids.long())
+        rope = None
+        if c.positions == "sudoku":
+            x = x + (self.row_emb(self.row_idx) + self.col_emb(self.col_idx) + self.box_emb(self.box_idx))
+        elif c.positions == "learned":
+            x = x + self.pos_emb(torch.arange(input_ids.shape[1], device=input_ids.device))
+        else:
+            rope = rotary_tables(input_ids.shape[1], c.d_model // c.n_heads, c.rope_theta, input_ids.device)
+        kpm = None if attention_mask is None else attention_mask.bool()
+        for block in self.blocks:
+            x = block(x, kpm, rope)
+        return self.norm(x)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.lm_head(self.forward_hidden(input_ids, attention_mask))
