@@ -197,6 +197,21 @@ def test_num_return_sequences_repeats_each_input():
     assert torch.equal(out[0], out[1]) and torch.equal(out[2], out[3])
 
 
+def test_a_generation_config_supplies_the_options_left_at_their_defaults():
+    from types import SimpleNamespace
+
+    model = model_for(seed=35)
+    inputs, am = padded_batch(lengths=(3, 5))
+    config = SimpleNamespace(max_new_tokens=6, steps=4, alg="entropy", mask_token_id=MASK, max_length=20,
+                             return_dict_in_generate=False)
+    explicit = dream.diffusion_generate(model, inputs, am, max_new_tokens=6, steps=4, alg="entropy",
+                                        mask_token_id=MASK)
+    assert torch.equal(dream.diffusion_generate(model, inputs, am, generation_config=config), explicit)
+    overridden = dream.diffusion_generate(model, inputs, am, generation_config=config, alg="topk_margin")
+    assert torch.equal(overridden, dg(model, inputs, am, max_new_tokens=6, steps=4, alg="topk_margin"))
+    assert not torch.equal(overridden, explicit)  # the two algs differ here, so the override was tested
+
+
 def test_max_length_counts_the_input_and_the_default_warns():
     model = model_for(seed=29)
     inputs = torch.tensor([[3, 4, 7]])
@@ -259,6 +274,16 @@ def test_mask_token_is_never_produced_even_when_the_model_prefers_it(alg):
     for temperature in (0.0, 1.0):
         out = dg(model, inputs, attention_mask=am, max_new_tokens=5, steps=5, alg=alg, temperature=temperature)
         assert not bool((out[:, 5:] == MASK).any())
+
+
+def test_when_top_k_keeps_only_the_mask_the_best_other_token_is_chosen():
+    model = TinyHF(seed=33, boost={MASK: 30.0})
+    inputs = torch.tensor([[3, 4, 7], [5, 2, 9]])
+    out = dg(model, inputs, max_new_tokens=1, steps=1, alg="maskgit_plus", top_k=1)
+    with torch.no_grad():
+        logits = model(torch.cat([inputs, torch.full((2, 1), MASK)], 1)).logits[:, -2]  # shifted by one
+    logits[:, MASK] = -math.inf
+    assert torch.equal(out[:, -1], logits.argmax(-1))
 
 
 def test_rows_with_different_mask_counts_keep_their_real_tokens():

@@ -126,6 +126,11 @@ class DreamScorer:
         probs = torch.softmax(filter_logits(z, self.top_p, self.top_k), dim=-1)  # Dream's distribution
         allowed = probs.clone()
         allowed[:, self.mask_id] = 0  # fastmdm never produces the mask token
+        empty = allowed.sum(-1) == 0  # the filters kept only the mask: fall back to the best other tokens
+        if bool(empty.any()):
+            others = z.clone()
+            others[:, self.mask_id] = -math.inf
+            allowed = torch.where(empty[:, None], torch.softmax(others, dim=-1), allowed)
         if self.temperature > 0:
             u = torch.rand(probs.shape, generator=self.generator, device=probs.device, dtype=torch.float64)
             gumbel = -torch.log(-torch.log(u.clamp_min(1e-300)))
@@ -200,17 +205,45 @@ def _check_float(name, value, lo, hi, text, allow_none=True):
         raise ValueError(f"{name}: must be {text}, got {value}")
 
 
+_DEFAULTS = dict(max_new_tokens=None, max_length=None, steps=512, temperature=0.0, top_p=None, top_k=None,
+                 alg="origin", alg_temp=None, eps=1e-3, mask_token_id=None, output_history=False,
+                 return_dict_in_generate=False, num_return_sequences=1)
+
+
+def _merge_config(config, given):
+    """Options from a Dream-style generation config for every argument left at its default."""
+    merged = dict(given)
+    for name, default in _DEFAULTS.items():
+        value = getattr(config, name, None)
+        if name == "max_length" and value == 20:  # Dream's config default: means "20 new tokens", as no value does
+            value = None
+        if value is not None and given[name] == default and (default is None or type(given[name]) is type(default)):
+            merged[name] = value
+    return merged
+
+
 @torch.no_grad()
 def diffusion_generate(model, inputs=None, attention_mask=None, *, max_new_tokens=None, max_length=None, steps=512,
                        temperature=0.0, top_p=None, top_k=None, alg="origin", alg_temp=None, eps=1e-3,
                        mask_token_id=None, output_history=False, return_dict_in_generate=False,
-                       num_return_sequences=1, generator=None, backend="auto", input_ids=None, **unused):
+                       num_return_sequences=1, generator=None, backend="auto", input_ids=None,
+                       generation_config=None, **unused):
     """Dream's `model.diffusion_generate(inputs, ...)` (same options, same tokens at temperature 0), batched.
 
     Returns the sequences [B, P + max_new_tokens], or `DreamOutput(sequences, history)` with
     `return_dict_in_generate=True`. `mask_token_id` defaults to the model's generation_config/config value, else
-    Dream's 151666. See the module docstring for the semantics and the few differences from Dream's code.
+    Dream's 151666. A `generation_config` (any object with Dream's field names) supplies every option left at
+    its default here, as Dream's does (explicit keywords win). See the module docstring for the semantics and the
+    few differences from Dream's code.
     """
+    if generation_config is not None:
+        given = dict(max_new_tokens=max_new_tokens, max_length=max_length, steps=steps, temperature=temperature,
+                     top_p=top_p, top_k=top_k, alg=alg, alg_temp=alg_temp, eps=eps, mask_token_id=mask_token_id,
+                     output_history=output_history, return_dict_in_generate=return_dict_in_generate,
+                     num_return_sequences=num_return_sequences)
+        merged = _merge_config(generation_config, given)
+        return diffusion_generate(model, inputs, attention_mask, generator=generator, backend=backend,
+                                  input_ids=input_ids, **merged, **unused)
     if inputs is None:
         inputs = input_ids
     if not isinstance(inputs, torch.Tensor) or inputs.dim() != 2:
@@ -219,7 +252,7 @@ def diffusion_generate(model, inputs=None, attention_mask=None, *, max_new_token
                          "sequence")
     if inputs.dtype.is_floating_point or inputs.dtype == torch.bool:
         raise TypeError(f"inputs: must hold integer token ids (torch.long), got {inputs.dtype}")
-    known = {"pad_token_id", "bos_token_id", "eos_token_id", "generation_config", "generation_tokens_hook_func",
+    known = {"pad_token_id", "bos_token_id", "eos_token_id", "generation_tokens_hook_func",
              "generation_logits_hook_func"}
     odd = sorted(set(unused) - known)
     if odd:
@@ -228,8 +261,6 @@ def diffusion_generate(model, inputs=None, attention_mask=None, *, max_new_token
         if unused.get(name) is not None:
             raise ValueError(f"{name}: Dream's per-step hooks are not supported by fastmdm's loop; pass a "
                              "callable strategy to fastmdm.sample instead")
-    if unused.get("generation_config") is not None:
-        raise ValueError("generation_config: pass its fields (steps=, alg=, ...) as keyword arguments instead")
     if alg not in ALGS:
         raise ValueError(f"alg: unknown {alg!r}; use one of {ALGS}")
     sampling._check_int("steps", steps)
