@@ -232,21 +232,23 @@ class StrategyScorer:
 
     def __call__(self, chunk: Chunk):
         named = isinstance(self.strategy, str)
+        user = None
+        if not named:  # before the logits buffer is reused below
+            user = self.strategy(chunk.logits())
+            if not isinstance(user, torch.Tensor) or tuple(user.shape) != (chunk.logits().shape[0],):
+                raise ValueError(f"strategy: the callable must return scores of shape [{chunk.logits().shape[0]}] "
+                                 f"(one per row of logits), got {getattr(user, 'shape', type(user).__name__)}")
         score = self.strategy if named and self.strategy != "random" else "none"
         kw = dict(score=score, temperature=self.temperature, mask_id=self.mask_id, generator=self.generator,
                   backend=self.backend)
         if chunk.hidden is not None and named:
             tokens, scores = ops.linear_token_stats(chunk.hidden, chunk.weight, chunk.bias, **kw)
         else:
-            tokens, scores = ops.token_stats(chunk.logits(), **kw)
+            tokens, scores = ops.token_stats(chunk.logits(), overwrite=True, **kw)  # the chunk owns its logits
         if self.strategy == "random":
             scores = torch.where(torch.isnan(scores), scores,
                                  torch.rand(scores.shape, generator=self.generator, device=scores.device))
-        elif not named:
-            user = self.strategy(chunk.logits())
-            if not isinstance(user, torch.Tensor) or tuple(user.shape) != tuple(tokens.shape):
-                raise ValueError(f"strategy: the callable must return scores of shape [{tokens.shape[0]}] "
-                                 f"(one per row of logits), got {getattr(user, 'shape', type(user).__name__)}")
+        elif user is not None:
             scores = torch.where(torch.isnan(scores), scores, user.float())
         return tokens, scores
 
