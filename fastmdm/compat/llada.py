@@ -58,7 +58,7 @@ class LLaDAScorer:
         pick = z.clone()
         pick[:, self.mask_id] = -math.inf  # fastmdm never produces the mask token
         if self.temperature > 0:
-            # LLaDA: argmax(exp(z) / (-log u)^T) with float64 u, i.e. argmax(z - T log(-log u)): a draw from softmax(z/T)
+            # LLaDA: argmax(exp(z) / (-log u)^T), float64 u; its log is z + T * Gumbel: a draw from softmax(z / T)
             u = torch.rand(pick.shape, generator=self.generator, device=pick.device, dtype=torch.float64)
             noise = -torch.log(-torch.log(u.clamp_min(1e-300)))
             tokens = torch.argmax(pick.double() + self.temperature * noise, dim=-1)
