@@ -294,6 +294,14 @@ def test_rows_with_different_mask_counts_keep_their_real_tokens():
     assert out[0, [0, 2, 3]].tolist() == [3, 7, 8] and out[1, :4].tolist() == [3, 4, 7, 8]
 
 
+def test_a_bfloat16_model_decodes_with_float32_scores():
+    model = model_for(seed=36).to(torch.bfloat16)
+    inputs, am = padded_batch(lengths=(4, 6))
+    for alg in ("origin", "topk_margin"):
+        out = dg(model, inputs, attention_mask=am, max_new_tokens=6, steps=3, alg=alg, top_p=0.9, temperature=0.5)
+        assert out.shape == (2, 12) and out.dtype == torch.long and not bool((out == MASK).any())
+
+
 # ----------------------------------------------------------------------------------------------
 # bad input
 # ----------------------------------------------------------------------------------------------

@@ -229,6 +229,23 @@ def test_mask_token_is_never_produced_even_when_the_model_prefers_it():
         assert not bool((out[:, prompt.shape[1]:] == MASK).any())
 
 
+def test_mask_tokens_inside_the_prompt_are_filled_with_the_first_block():
+    model = MaskCounter(model_for(seed=21))
+    prompt = torch.tensor([[3, MASK, 7, 8], [3, 4, 7, 8]])
+    out = gen(model, prompt, steps=4, gen_length=8, block_length=4)
+    assert not bool((out == MASK).any())
+    assert out[0, [0, 2, 3]].tolist() == [3, 7, 8] and torch.equal(out[1, :4], prompt[1])
+    assert model.counts[2][0] == 4  # after the first block's two steps only the second block is left
+
+
+def test_a_bfloat16_model_decodes_with_float32_scores():
+    model = model_for(seed=22).to(torch.bfloat16)
+    prompt, am = padded_batch(lengths=(4, 6))
+    out = gen(model, prompt, am, steps=4, gen_length=8, block_length=4, cfg_scale=0.5, confidence_eos_eot_inf=True,
+              eos_id=EOS, eot_id=EOT)
+    assert out.shape == (2, 14) and out.dtype == torch.long and not bool((out == MASK).any())
+
+
 # ----------------------------------------------------------------------------------------------
 # bad input
 # ----------------------------------------------------------------------------------------------
