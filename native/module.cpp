@@ -106,7 +106,7 @@ NB_MODULE(_native, m) {
 
     m.def(
         "sudoku_count",
-        [](Grids puzzles, int limit, Ints counts, Grids solutions, int threads) {
+        [](Grids puzzles, int limit, Ints counts, Grids solutions, int threads, bool plain) {
             const size_t n = puzzles.shape(0);
             check_rows(n, counts.shape(0), "counts");
             check_rows(n, solutions.shape(0), "solutions");
@@ -116,11 +116,12 @@ NB_MODULE(_native, m) {
             nb::gil_scoped_release release;
             parallel_for(n, threads, [&](size_t i) {
                 std::fill(s + 81 * i, s + 81 * (i + 1), int8_t(0));
-                c[i] = sudoku::count_solutions(p + 81 * i, limit, s + 81 * i);
+                c[i] = plain ? sudoku::count_solutions_plain(p + 81 * i, limit, s + 81 * i)
+                             : sudoku::count_solutions(p + 81 * i, limit, s + 81 * i);
             });
         },
-        nb::arg("puzzles"), nb::arg("limit"), nb::arg("counts"), nb::arg("solutions"), nb::arg("threads"),
-        "Count solutions up to `limit` (0 for clashing givens); write the first one found (zeros if none).");
+        nb::arg("puzzles"), nb::arg("limit"), nb::arg("counts"), nb::arg("solutions"), nb::arg("threads"), nb::arg("plain") = false,
+        "Count solutions up to `limit` (0 for clashing givens); write the first one found (zeros if none). plain: the search without propagation.");
 
     m.def(
         "sudoku_grade",

@@ -9,6 +9,19 @@
 
 namespace sudoku {
 
+// Bit counts of 9-bit masks. A table, because without -mpopcnt (portable x86-64 builds)
+// __builtin_popcount is a library call, and candidate counting is the hot loop.
+struct PopcountTable {
+    uint8_t v[512];
+    constexpr PopcountTable() : v() {
+        for (int i = 0; i < 512; ++i) v[i] = uint8_t((i & 1) + ((i >> 1) & 1) + ((i >> 2) & 1) + ((i >> 3) & 1) +
+                                                     ((i >> 4) & 1) + ((i >> 5) & 1) + ((i >> 6) & 1) +
+                                                     ((i >> 7) & 1) + ((i >> 8) & 1));
+    }
+};
+inline constexpr PopcountTable kPopcountTable{};
+inline constexpr const uint8_t* kPopcount9 = kPopcountTable.v;
+
 // Strategy indices, in difficulty order (the seven of Shah et al. 2024), plus kGuess: a cell the
 // seven strategies could not reach, filled from the solution to let the grader go on.
 enum Strategy : int8_t {
@@ -44,6 +57,10 @@ uint64_t derive_seed(uint64_t seed, uint64_t stream, uint64_t index);
 // Counts the solutions of `puzzle` up to `limit` (stops early). Writes the first solution found to
 // `solution` when it is not null and a solution exists. Contradictory givens give 0.
 int count_solutions(const int8_t* puzzle, int limit, int8_t* solution);
+
+// The same count by a plain depth-first search without propagation (a second, independent
+// implementation, for tests).
+int count_solutions_plain(const int8_t* puzzle, int limit, int8_t* solution);
 
 // True when `puzzle` has a solution whose cell `cell` differs from `value`.
 bool has_other_solution(const int8_t* puzzle, int cell, int value);

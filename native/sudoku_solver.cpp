@@ -22,7 +22,7 @@ struct Tables {
 };
 const Tables T;
 
-inline int popcount(unsigned x) { return __builtin_popcount(x); }
+inline int popcount(unsigned x) { return kPopcount9[x & 0x1FF]; }
 
 // Search state. `used_*` hold the digits already placed in each unit; `forbid` removes digits from
 // single cells (used to ask "is there a solution where this cell is not v?").
@@ -111,6 +111,168 @@ struct Search {
     }
 };
 
+
+// Propagating solver for counting: candidate masks with naked and hidden singles propagated after
+// every assignment, copy-on-branch at the most constrained cell. Much smaller search trees than the
+// plain search above, which matters for the uniqueness proofs of clue removal.
+struct Peers {
+    uint8_t peers[81][20];
+    uint8_t units[27][9];
+    Peers() {
+        for (int c = 0; c < 81; ++c) {
+            int n = 0;
+            for (int p = 0; p < 81; ++p)
+                if (p != c && (T.row[p] == T.row[c] || T.col[p] == T.col[c] || T.box[p] == T.box[c]))
+                    peers[c][n++] = uint8_t(p);
+        }
+        int fill[27] = {0};
+        for (int c = 0; c < 81; ++c) {
+            units[T.row[c]][fill[T.row[c]]++] = uint8_t(c);
+            units[9 + T.col[c]][fill[9 + T.col[c]]++] = uint8_t(c);
+            units[18 + T.box[c]][fill[18 + T.box[c]]++] = uint8_t(c);
+        }
+    }
+};
+const Peers P;
+
+struct Board {
+    uint16_t cand[81];  // a solved cell holds exactly its digit's bit
+    uint8_t solved[81];
+    uint16_t done[27];  // digits placed in each unit
+    int nsolved;
+};
+
+// Places `bit` at `c` and propagates naked singles; false on a contradiction.
+bool assign(Board& b, int c, uint16_t bit) {
+    if (!(b.cand[c] & bit)) return false;
+    if (b.solved[c]) return true;
+    b.cand[c] = bit;
+    b.solved[c] = 1;
+    ++b.nsolved;
+    b.done[T.row[c]] |= bit;
+    b.done[9 + T.col[c]] |= bit;
+    b.done[18 + T.box[c]] |= bit;
+    for (int p : P.peers[c]) {
+        if (!(b.cand[p] & bit)) continue;
+        if (b.solved[p]) return false;
+        b.cand[p] = uint16_t(b.cand[p] & ~bit);
+        const uint16_t m = b.cand[p];
+        if (!m) return false;
+        if (!(m & (m - 1)) && !assign(b, p, m)) return false;
+    }
+    return true;
+}
+
+// Hidden singles until nothing changes; false on a contradiction (a digit with no place).
+bool propagate(Board& b) {
+    for (bool changed = true; changed;) {
+        changed = false;
+        for (int u = 0; u < 27; ++u) {
+            const uint16_t done = b.done[u];
+            if (done == kAll) continue;
+            uint16_t once = 0, more = 0;
+            for (int c : P.units[u]) {
+                const uint16_t m = b.cand[c];
+                more |= uint16_t(once & m);
+                once |= m;
+            }
+            if (once != kAll) return false;
+            uint16_t exactly = uint16_t(once & ~more & ~done);
+            while (exactly) {
+                const uint16_t bit = uint16_t(exactly & -exactly);
+                exactly = uint16_t(exactly & (exactly - 1));
+                for (int c : P.units[u])
+                    if (b.cand[c] & bit) {
+                        if (!assign(b, c, bit)) return false;
+                        break;
+                    }
+                changed = true;
+            }
+        }
+    }
+    return true;
+}
+
+struct Counter {
+    int count = 0;
+    int limit = 1;
+    int8_t* solution = nullptr;
+
+    void run(Board& b) {
+        if (!propagate(b)) return;
+        if (b.nsolved == 81) {
+            if (count == 0 && solution)
+                for (int c = 0; c < 81; ++c) solution[c] = int8_t(__builtin_ctz(b.cand[c]) + 1);
+            ++count;
+            return;
+        }
+        int best = -1, best_n = 10;
+        for (int c = 0; c < 81; ++c) {
+            if (b.solved[c]) continue;
+            const int n = popcount(b.cand[c]);
+            if (n < best_n) {
+                best = c;
+                best_n = n;
+                if (n == 2) break;
+            }
+        }
+        for (uint16_t m = b.cand[best]; m && count < limit; m = uint16_t(m & (m - 1))) {
+            Board next = b;
+            if (assign(next, best, uint16_t(m & -m))) run(next);
+        }
+    }
+};
+
+// Loads givens (with an optional forbidden digit mask at one cell); false on a clash. Candidates
+// come from unit masks in one pass; only then are naked singles propagated.
+bool load_board(Board& b, const int8_t* puzzle, int forbid_cell, uint16_t forbid_mask) {
+    uint16_t row[9] = {0}, col[9] = {0}, box[9] = {0};
+    b.nsolved = 0;
+    for (int c = 0; c < 81; ++c) {
+        if (!puzzle[c]) continue;
+        const uint16_t bit = uint16_t(1u << (puzzle[c] - 1));
+        if ((row[T.row[c]] | col[T.col[c]] | box[T.box[c]]) & bit) return false;
+        row[T.row[c]] |= bit;
+        col[T.col[c]] |= bit;
+        box[T.box[c]] |= bit;
+    }
+    for (int u = 0; u < 9; ++u) {
+        b.done[u] = row[u];
+        b.done[9 + u] = col[u];
+        b.done[18 + u] = box[u];
+    }
+    for (int c = 0; c < 81; ++c) {
+        if (puzzle[c]) {
+            b.cand[c] = uint16_t(1u << (puzzle[c] - 1));
+            b.solved[c] = 1;
+            ++b.nsolved;
+        } else {
+            b.cand[c] = uint16_t(kAll & ~(row[T.row[c]] | col[T.col[c]] | box[T.box[c]]));
+            b.solved[c] = 0;
+        }
+    }
+    if (forbid_cell >= 0 && !puzzle[forbid_cell]) b.cand[forbid_cell] &= uint16_t(~forbid_mask);
+    for (int c = 0; c < 81; ++c) {
+        if (b.solved[c]) continue;
+        const uint16_t m = b.cand[c];
+        if (!m) return false;
+        if (!(m & (m - 1))) {
+            if (!assign(b, c, m)) return false;
+        }
+    }
+    return true;
+}
+
+int count_board(const int8_t* puzzle, int forbid_cell, uint16_t forbid_mask, int limit, int8_t* solution) {
+    Board b;
+    if (!load_board(b, puzzle, forbid_cell, forbid_mask)) return 0;
+    Counter k;
+    k.limit = limit < 1 ? 1 : limit;
+    k.solution = solution;
+    k.run(b);
+    return k.count;
+}
+
 }  // namespace
 
 uint64_t derive_seed(uint64_t seed, uint64_t stream, uint64_t index) {
@@ -125,6 +287,12 @@ uint64_t derive_seed(uint64_t seed, uint64_t stream, uint64_t index) {
 int count_solutions(const int8_t* puzzle, int limit, int8_t* solution) {
     for (int c = 0; c < 81; ++c)
         if (puzzle[c] < 0 || puzzle[c] > 9) return 0;
+    return count_board(puzzle, -1, 0, limit, solution);
+}
+
+int count_solutions_plain(const int8_t* puzzle, int limit, int8_t* solution) {
+    for (int c = 0; c < 81; ++c)
+        if (puzzle[c] < 0 || puzzle[c] > 9) return 0;
     Search s;
     if (!s.load(puzzle)) return 0;
     s.limit = limit < 1 ? 1 : limit;
@@ -134,12 +302,7 @@ int count_solutions(const int8_t* puzzle, int limit, int8_t* solution) {
 }
 
 bool has_other_solution(const int8_t* puzzle, int cell, int value) {
-    Search s;
-    if (!s.load(puzzle)) return false;
-    s.forbid[cell] = uint16_t(1u << (value - 1));
-    s.limit = 1;
-    s.run();
-    return s.count > 0;
+    return count_board(puzzle, cell, uint16_t(1u << (value - 1)), 1, nullptr) > 0;
 }
 
 void random_grid(Rng& rng, int8_t* grid) {
@@ -189,7 +352,22 @@ int remove_clues(Rng& rng, const int8_t* solution, int min_clues, int8_t* puzzle
     for (int i = 0; i < 81; ++i) cells[i] = uint8_t(i);
     for (int i = 80; i > 0; --i) std::swap(cells[i], cells[rng.below(uint32_t(i + 1))]);
     int clues = 81;
-    for (int i = 0; i < 81 && clues > min_clues; ++i) {
+    int i = 0;
+    // Greedy removal in `cells` order keeps a clue exactly when the puzzle without it has another
+    // solution. Uniqueness is monotone in the clue set, so if dropping a whole prefix of the order
+    // at once leaves the puzzle unique, greedy removal would drop every cell of it: one check
+    // replaces many, with the very same result.
+    for (int k : {48, 36}) {
+        if (81 - k < min_clues) continue;
+        for (int j = 0; j < k; ++j) puzzle[cells[j]] = 0;
+        if (count_board(puzzle, -1, 0, 2, nullptr) == 1) {
+            clues = 81 - k;
+            i = k;
+            break;
+        }
+        for (int j = 0; j < k; ++j) puzzle[cells[j]] = solution[cells[j]];
+    }
+    for (; i < 81 && clues > min_clues; ++i) {
         const int c = cells[i];
         const int v = puzzle[c];
         puzzle[c] = 0;

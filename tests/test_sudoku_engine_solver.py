@@ -135,3 +135,26 @@ def test_solver_rejects_bad_input_with_clear_messages():
         engine.solve(np.zeros(81, np.int8), limit=0)
     with pytest.raises(ValueError, match="solve_batch"):
         engine.solve(np.zeros((2, 81), np.int8))
+
+
+def test_propagating_and_plain_searches_agree_on_counts_and_solutions():
+    from fastmdm import _native
+
+    data = engine.generate(60, seed=21, threads=2)
+    rng = np.random.default_rng(1)
+    p = data["puzzles"].copy()
+    for row in p[20:40]:  # drop one or two clues: usually several solutions
+        row[rng.choice(np.flatnonzero(row), size=rng.integers(1, 3), replace=False)] = 0
+    for row in p[40:]:  # change a clue: usually no solution
+        c = rng.choice(np.flatnonzero(row))
+        row[c] = row[c] % 9 + 1
+    out = {}
+    for plain in (False, True):
+        counts = np.zeros(len(p), np.int32)
+        sols = np.zeros_like(p)
+        _native.sudoku_count(p, 5, counts, sols, 2, plain)
+        out[plain] = counts, sols
+    assert (out[False][0] == out[True][0]).all()
+    assert len(set(out[False][0].tolist())) >= 3  # 0, 1 and several all occur
+    unique = out[False][0] == 1
+    assert (out[False][1][unique] == out[True][1][unique]).all()
