@@ -1,7 +1,8 @@
 """fastmdm: fast adaptive decoding, fused kernels and training for masked diffusion models."""
-from fastmdm import ops
+from fastmdm import adapters, compat, ops
 from fastmdm.loss import mdm_loss, mdm_loss_from_hidden, sample_mask
 from fastmdm.sampling import STRATEGIES, Trace, generate, sample
 
 __version__ = "0.1.0"
-__all__ = ["sample", "generate", "Trace", "STRATEGIES", "mdm_loss", "mdm_loss_from_hidden", "sample_mask", "ops"]
+__all__ = ["sample", "generate", "Trace", "STRATEGIES", "mdm_loss", "mdm_loss_from_hidden", "sample_mask", "ops",
+           "adapters", "compat"]
