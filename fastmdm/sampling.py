@@ -373,18 +373,29 @@ def sample(model, batch, *, strategy="margin", mask_id=None, k=None, steps=None,
 
 class _CFGModel:
     """Unsupervised classifier-free guidance (LLaDA): logits = un + (s + 1) (cond - un), the prompt masked
-    in `un`; both halves in one model call."""
+    in `un`; both halves in one model call.
+
+    The LM head is affine, so for a model with the hidden-state path the guided logits are
+    head((s + 1) h_cond - s h_un) (the bias carries through): guidance then needs no [B, L, V] logits."""
 
     def __init__(self, model, scale, prompt_index, mask_id):
         self.model, self.scale, self.prompt_index, self.mask_id = model, scale, prompt_index, mask_id
+        if has_hidden_path(model):
+            self.forward_hidden = self._forward_hidden
+            self.get_output_embeddings = model.get_output_embeddings
+
+    def _both(self, x, attention_mask, use_hidden):
+        un = x.masked_fill(self.prompt_index, self.mask_id)
+        am = None if attention_mask is None else torch.cat([attention_mask, attention_mask])
+        return _call_model(self.model, torch.cat([x, un]), am, use_hidden).chunk(2)
 
     def __call__(self, x, attention_mask=None):
-        un = x.masked_fill(self.prompt_index, self.mask_id)
-        both = torch.cat([x, un])
-        am = None if attention_mask is None else torch.cat([attention_mask, attention_mask])
-        logits = _call_model(self.model, both, am, use_hidden=False)
-        cond, uncond = logits.chunk(2)
+        cond, uncond = self._both(x, attention_mask, use_hidden=False)
         return uncond + (self.scale + 1) * (cond - uncond)
+
+    def _forward_hidden(self, x, attention_mask=None):
+        cond, uncond = self._both(x, attention_mask, use_hidden=True)
+        return (self.scale + 1) * cond - self.scale * uncond
 
 
 def prepare_generation(prompt_ids, gen_length, block_length, mask_id, attention_mask):
@@ -428,13 +439,12 @@ def generate(model, prompt_ids, *, gen_length, steps=None, block_length=None, st
     x, attention_mask, fillable, groups, groups_per_row = prepare_generation(
         prompt_ids, gen_length, block_length, mask_id, attention_mask)
     plan = make_plan(k, steps, threshold, groups_per_row)
-    use_hidden = None
     if cfg_scale > 0:
         prompt_index = torch.zeros_like(fillable)
         prompt_index[:, :prompt_ids.shape[1]] = prompt_ids != mask_id
-        model, use_hidden = _CFGModel(model, float(cfg_scale), prompt_index, mask_id), False
+        model = _CFGModel(model, float(cfg_scale), prompt_index, mask_id)
     scorer = StrategyScorer(strategy, float(temperature), mask_id, generator, backend)
     tokens, order, nfe = decode(model, x, attention_mask, fillable, groups, plan=plan, scorer=scorer,
                                 mask_id=mask_id, score_noise=float(score_noise), generator=generator,
-                                backend=backend, use_hidden=use_hidden)
+                                backend=backend)
     return Trace(tokens, order, nfe) if return_trace else tokens

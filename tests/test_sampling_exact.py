@@ -203,3 +203,14 @@ def test_low_precision_logits_give_the_tokens_of_their_float32_values(dtype):
 
     x = mixed_batch(seed=2)
     assert torch.equal(fastmdm.sample(Cast(), x, mask_id=MASK), fastmdm.sample(CastBack(), x, mask_id=MASK))
+
+
+def test_guidance_on_hidden_states_gives_the_tokens_of_guidance_on_logits():
+    model = ToyMDM(vocab=V, seed=17)
+    prompt = torch.randint(0, MASK, (3, 6), generator=torch.Generator().manual_seed(2))
+    kw = dict(gen_length=10, steps=5, block_length=5, mask_id=MASK, cfg_scale=1.5, return_trace=True)
+    hidden = fastmdm.generate(model, prompt, **kw)
+    logits = fastmdm.generate(LogitsOnly(model), prompt, **kw)
+    assert torch.equal(hidden.tokens, logits.tokens) and torch.equal(hidden.order, logits.order)
+    plain = fastmdm.generate(model, prompt, **{**kw, "cfg_scale": 0.0})
+    assert not torch.equal(plain.tokens, hidden.tokens)  # guidance changed something
