@@ -104,6 +104,9 @@ NB_MODULE(_native, m) {
         nb::arg("min_clues"), nb::arg("max_clues"), nb::arg("threads"),
         "Fill rows [0, n) with puzzles start..start+n-1 of a split (0 standard, 1 hard).");
 
+    m.def("sudoku_max_attempts", []() { return sudoku::kMaxAttempts; },
+          "Candidate puzzles drawn per requested puzzle before sudoku_generate gives up (attempts -1).");
+
     m.def(
         "sudoku_count",
         [](Grids puzzles, int limit, Ints counts, Grids solutions, int threads, bool plain) {

@@ -91,7 +91,9 @@ int grade(const int8_t* puzzle, const int8_t* solution, int8_t* order, int8_t* s
 int apply_strategy(int8_t* grid, uint16_t* cand, int s);
 
 // One puzzle of a split. split 0 = standard (the seven strategies finish it), 1 = hard (they do
-// not). Clue counts kept in [min_clues, max_clues]. Returns the number of candidate puzzles drawn.
+// not). Clue counts kept in [min_clues, max_clues]. Returns the number of candidate puzzles drawn,
+// or -1 if none of kMaxAttempts fitted (clue bounds that the split almost never meets).
+constexpr int kMaxAttempts = 20000;
 int generate_one(uint64_t seed, int split, int min_clues, int max_clues, int8_t* puzzle,
                  int8_t* solution, int8_t* order, int8_t* strategy, int8_t* difficulty);
 

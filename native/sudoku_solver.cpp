@@ -383,7 +383,7 @@ int remove_clues(Rng& rng, const int8_t* solution, int min_clues, int8_t* puzzle
 int generate_one(uint64_t seed, int split, int min_clues, int max_clues, int8_t* puzzle,
                  int8_t* solution, int8_t* order, int8_t* strategy, int8_t* difficulty) {
     Rng rng(seed);
-    for (int attempt = 1;; ++attempt) {
+    for (int attempt = 1; attempt <= kMaxAttempts; ++attempt) {
         random_grid(rng, solution);
         const int clues = remove_clues(rng, solution, min_clues, puzzle);
         if (clues > max_clues) continue;
@@ -394,6 +394,7 @@ int generate_one(uint64_t seed, int split, int min_clues, int max_clues, int8_t*
             return attempt;
         }
     }
+    return -1;
 }
 
 }  // namespace sudoku

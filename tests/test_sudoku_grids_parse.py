@@ -106,3 +106,27 @@ def test_valid_solutions_rejects_bad_shapes_and_types():
         grids.valid_solutions(torch.zeros(2, 81), torch.zeros(2, 81))
     with pytest.raises(TypeError, match="torch.Tensor"):
         grids.valid_solutions(np.zeros((2, 81)), torch.zeros(2, 81, dtype=torch.long))
+
+
+def test_check_flags_each_kind_of_bad_puzzle_and_read_names_its_line(tmp_path):
+    good = grids.parse_puzzle(INKALA)
+    clash = good.copy()
+    clash[1] = 8  # row 1 has an 8 already
+    several = good.copy()
+    several[0] = 0
+    none = np.zeros(81, np.int8)
+    none[:8] = range(1, 9)
+    none[17] = 9  # cell 8 must be 9, but its column has one
+    status = engine.check_puzzles(np.stack([good, clash, several, none]))
+    assert status.tolist() == [engine.OK, engine.CLASH, engine.SEVERAL, engine.NO_SOLUTION]
+    assert grids.givens_clash(np.stack([good, clash, none])).tolist() == [False, True, False]
+    lines = [INKALA, "# comment", grids.format_grid(several)]
+    grids.read_dataset(lines)  # parsing alone does not solve
+    with pytest.raises(ValueError, match="line 3: several solutions"):
+        grids.read_dataset(lines, check=True)
+    with pytest.raises(ValueError, match="line 2: contradictory givens"):
+        grids.read_dataset([INKALA, grids.format_grid(clash)], check=True)
+    path = tmp_path / "x.npz"
+    grids.save_npz(path, {"puzzles": np.stack([good, none])})
+    with pytest.raises(ValueError, match="puzzle 1: no solution"):
+        grids.read_dataset(path, check=True)

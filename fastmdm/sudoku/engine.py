@@ -117,6 +117,12 @@ def generate(
                 out["difficulty"][a:b], attempts[a:b], int(start) + a, int(seed), SPLITS.index(split),
                 int(lo), int(hi), nthreads,
             )
+            if (attempts[a:b] < 0).any():
+                raise ValueError(
+                    f"no {split} puzzle with clues in [{lo}, {hi}] after {_native.sudoku_max_attempts()} tries "
+                    f"(puzzle {int(start) + a + int(np.argmax(attempts[a:b] < 0))}); widen min_clues/max_clues "
+                    "(minimal puzzles have about 24 clues; many clues make puzzles easy)"
+                )
             if bar is not None:
                 bar.update(b - a)
     finally:
@@ -231,6 +237,24 @@ def grade(puzzle, line: int | None = None) -> Grade:
         raise RuntimeError(f"{where}grader failed with code {d} on a unique puzzle; please report it")
     return Grade(d, DIFFICULTY_NAMES[d] if d >= 0 else "none", d != BEYOND, sol.solution,
                  g["order"][0], g["strategy"][0])
+
+
+# Status codes of `check_puzzles`.
+OK, CLASH, NO_SOLUTION, SEVERAL = 0, 1, 2, 3
+STATUS_NAMES: tuple[str, ...] = ("ok", "contradictory givens", "no solution", "several solutions")
+
+
+def check_puzzles(puzzles, threads: int | None = None) -> np.ndarray:
+    """Validate puzzles as a dataset author needs: int8 [n] status per puzzle, OK (exactly one
+    solution), CLASH (two givens repeat a digit in a unit), NO_SOLUTION or SEVERAL (names in
+    STATUS_NAMES)."""
+    from fastmdm.sudoku.grids import givens_clash  # noqa: PLC0415
+
+    arr, _ = _as_grids(puzzles)
+    counts, _ = solve_batch(arr, 2, threads)
+    status = np.where(counts == 1, OK, np.where(counts == 0, NO_SOLUTION, SEVERAL)).astype(np.int8)
+    status[givens_clash(arr)] = CLASH
+    return status
 
 
 def default_threads() -> int:

@@ -51,19 +51,25 @@ def _lines(path_or_lines) -> Iterable[str]:
         yield from path_or_lines
 
 
-def read_dataset(path_or_lines) -> dict[str, np.ndarray]:
+def read_dataset(path_or_lines, check: bool = False) -> dict[str, np.ndarray]:
     """Read puzzles from a text file (or an iterable of lines) or a `.npz` written by `generate`.
 
     Text: one puzzle per line, optionally followed by its solution and the name of its hardest
     strategy (`<puzzle> [<solution> [<strategy>]]`, the format `fastmdm sudoku generate` writes);
     blank lines and lines starting with '#' are skipped. Errors name the line.
     Returns "puzzles" int8 [n, 81], and "solutions" int8 [n, 81] when every line has one (plus all
-    arrays of an npz file).
+    arrays of an npz file). check=True also solves every puzzle and raises ValueError naming the
+    first line (or index, for npz) whose givens clash or that has no solution or several.
     """
     if isinstance(path_or_lines, (str, os.PathLike)) and str(path_or_lines).endswith(".npz"):
         with np.load(path_or_lines, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    puzzles, solutions = [], []
+            out = {k: z[k] for k in z.files}
+        if "puzzles" not in out:
+            raise ValueError(f"{path_or_lines}: no 'puzzles' array (has {sorted(out)})")
+        if check:
+            _check_all(out["puzzles"], [f"puzzle {i}" for i in range(len(out["puzzles"]))])
+        return out
+    puzzles, solutions, where = [], [], []
     for i, raw in enumerate(_lines(path_or_lines), start=1):
         text = raw.strip()
         if not text or text.startswith("#"):
@@ -72,6 +78,7 @@ def read_dataset(path_or_lines) -> dict[str, np.ndarray]:
         if len(fields) > 3:
             raise ValueError(f"line {i}: expected '<puzzle> [<solution> [<strategy>]]', got {len(fields)} fields")
         puzzles.append(parse_puzzle(fields[0], line=i))
+        where.append(f"line {i}")
         if len(fields) >= 2:
             sol = parse_puzzle(fields[1], line=i)
             if (sol == 0).any():
@@ -85,7 +92,27 @@ def read_dataset(path_or_lines) -> dict[str, np.ndarray]:
         out["solutions"] = np.stack(solutions)
     elif solutions:
         raise ValueError("some lines have a solution and some do not; give one on every line or none")
+    if check:
+        _check_all(out["puzzles"], where)
     return out
+
+
+def _check_all(puzzles: np.ndarray, where: list[str]) -> None:
+    from fastmdm.sudoku import engine  # noqa: PLC0415
+
+    status = engine.check_puzzles(puzzles)
+    bad = np.flatnonzero(status != engine.OK)
+    if len(bad):
+        i = int(bad[0])
+        raise ValueError(f"{where[i]}: {engine.STATUS_NAMES[status[i]]} ({len(bad)} bad puzzles in all)")
+
+
+def givens_clash(puzzles) -> np.ndarray:
+    """Bool [n]: whether two givens of a puzzle repeat a digit in a row, column or box (vectorized)."""
+    arr, _ = as_grid_array(puzzles)
+    units = arr[:, _UNITS.numpy()].astype(np.int64)  # [n, 27, 9]
+    onehot = units[..., None] == np.arange(1, 10)  # [n, 27, 9, 9]
+    return (onehot.sum(axis=2) > 1).any(axis=(1, 2))
 
 
 def read_puzzles(path_or_lines) -> np.ndarray:
