@@ -97,4 +97,5 @@ def register(sudoku_sub, top_sub) -> None:
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-animation", action="store_true", help="print the fill order without pauses")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.set_defaults(func=_demo)

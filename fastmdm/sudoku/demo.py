@@ -107,5 +107,7 @@ def run(n: int = 200, checkpoint=None, seed: int = 0, animate: bool | None = Non
 
 
 def run_cli(args) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
     run(n=args.n, checkpoint=args.checkpoint, seed=args.seed, animate=False if args.no_animation else None)
     return 0

@@ -1,0 +1,86 @@
+import json
+
+import pytest
+import torch
+
+from fastmdm.checkpoint import save_model
+from fastmdm.cli import main
+from fastmdm.sudoku.data import synthetic_puzzles
+from fastmdm.sudoku.model import sudoku_model
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny shapes: one thread avoids OpenMP barrier costs on a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+PUZZLE = "53..7....6..195....98....6.8...6...34..8.3..17...2...6.6....28....419..5....8..79"
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ckpt")
+    torch.manual_seed(0)
+    save_model(d, sudoku_model("tiny"), extra={"trained": {"steps": 0}})
+    return str(d)
+
+
+def test_solve_prints_one_81_digit_answer_per_puzzle_in_input_order(ckpt, tmp_path, capsys):
+    f = tmp_path / "p.txt"
+    other = PUZZLE.replace(".", "0")[::-1]
+    f.write_text(f"# a comment\n\n{PUZZLE}\n{other}\n")
+    assert main(["sudoku", "solve", "--checkpoint", ckpt, "--file", str(f)]) == 0
+    lines = capsys.readouterr().out.split()
+    assert len(lines) == 2
+    for line, p in zip(lines, (PUZZLE, other)):
+        assert len(line) == 81 and set(line) <= set("123456789")
+        assert all(c in ".0" or c == a for c, a in zip(p, line))  # clues kept
+
+
+def test_solve_json_reports_validity_of_each_answer(ckpt, capsys):
+    assert main(["sudoku", "solve", PUZZLE, "--checkpoint", ckpt, "--json", "--strategy", "random"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["puzzle"] == PUZZLE and len(rec["answer"]) == 81 and isinstance(rec["valid"], bool)
+
+
+def test_solve_names_the_bad_line(ckpt, tmp_path):
+    f = tmp_path / "bad.txt"
+    f.write_text(PUZZLE + "\n" + "12x" + "." * 78 + "\n")
+    with pytest.raises(SystemExit, match="line 2"):
+        main(["sudoku", "solve", "--checkpoint", ckpt, "--file", str(f)])
+
+
+def test_eval_on_a_file_prints_a_table_and_writes_json(ckpt, tmp_path, capsys):
+    d = synthetic_puzzles(6, seed=2)
+    f = tmp_path / "set.txt"
+    f.write_text("\n".join("".join(map(str, p)) + " " + "".join(map(str, s))
+                           for p, s in zip(d["puzzles"], d["solutions"])) + "\n")
+    out = tmp_path / "r.json"
+    assert main(["sudoku", "eval", "--checkpoint", ckpt, "--file", str(f), "--strategies", "random,margin",
+                 "--json", str(out), "--steps", "10"]) == 0
+    text = capsys.readouterr().out
+    assert "| margin |" in text and "| random |" in text
+    res = json.loads(out.read_text())
+    rows = res["results"][str(f)]
+    assert [r["strategy"] for r in rows] == ["random", "margin"] and rows[0]["n"] == 6 and rows[0]["nfe"] == 10
+
+
+def test_demo_prints_the_table_and_the_margin_fill_order(ckpt, capsys):
+    assert main(["demo", "--checkpoint", ckpt, "--n", "8", "--no-animation"]) == 0
+    out = capsys.readouterr().out
+    for s in ("random", "confidence", "margin", "entropy"):
+        assert f"| {s} |" in out
+    assert "fill step of each blank" in out and "order: r" in out
+
+
+def test_train_command_runs_and_resumes(tmp_path, capsys):
+    args = ["sudoku", "train", "--preset", "tiny", "--steps", "4", "--batch-size", "8", "--n-train", "64",
+            "--eval-every", "2", "--eval-n", "4", "--save-every", "2", "--out", str(tmp_path / "run"),
+            "--cache-dir", str(tmp_path / "data"), "--threads", "1"]
+    assert main(args + ["--stop-after", "2"]) == 0
+    assert json.loads((tmp_path / "run" / "trainer.json").read_text())["step"] == 2
+    assert main(args + ["--resume"]) == 0
+    assert json.loads((tmp_path / "run" / "trainer.json").read_text())["step"] == 4
