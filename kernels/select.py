@@ -110,32 +110,34 @@ def _store_partial(pf_ptr, pi_ptr, o_n, m_n, i_s, SPLIT, m, s, t, m1, i1, m2, gm
 # stage 1a: partial statistics from logits [N, V] (any strides), one row x one column range per program
 # ----------------------------------------------------------------------------------------------
 @triton.jit
-def _logits_partial_kernel(x_ptr, stride_n, stride_v, pf_ptr, pi_ptr, V, V_PER_SPLIT, SPLIT, temperature, seed,
-                           mask_id, HAS_MASK_ID: tl.constexpr, SAMPLE: tl.constexpr, BLOCK_V: tl.constexpr):
+def _logits_partial_kernel(x_ptr, stride_n, stride_v, pf_ptr, pi_ptr, N, V, V_PER_SPLIT, SPLIT, temperature, seed,
+                           mask_id, HAS_MASK_ID: tl.constexpr, SAMPLE: tl.constexpr, BLOCK_N: tl.constexpr,
+                           BLOCK_V: tl.constexpr):
     NEG_INF: tl.constexpr = float("-inf")
-    i_n = tl.program_id(0)
+    i_nb = tl.program_id(0)
     i_s = tl.program_id(1)
     v_lo = i_s * V_PER_SPLIT
     v_hi = tl.minimum(V, v_lo + V_PER_SPLIT)
-    i_rows = tl.zeros([1], dtype=tl.int32) + i_n  # [1]
-    zero = tl.zeros([1], dtype=tl.float32)
+    o_n = i_nb * BLOCK_N + tl.arange(0, BLOCK_N)  # [BN] rows (1 for large V, several for small V)
+    m_n = o_n < N
+    zero = tl.zeros([BLOCK_N], dtype=tl.float32)
     m, s, t, m1, m2, gm, gz, nnan = zero + NEG_INF, zero, zero, zero + NEG_INF, zero + NEG_INF, zero + NEG_INF, zero, zero
-    i1 = tl.zeros([1], dtype=tl.int32) + v_lo
+    i1 = tl.zeros([BLOCK_N], dtype=tl.int32) + v_lo
     gi = i1
-    p_row = x_ptr + i_n.to(tl.int64) * stride_n
+    p_rows = x_ptr + o_n.to(tl.int64)[:, None] * stride_n  # [BN, 1]
     for v0 in range(v_lo, v_hi, BLOCK_V):
         o_v = v0 + tl.arange(0, BLOCK_V)  # [BV]
-        m_v = o_v < v_hi
+        m_nv = m_n[:, None] & (o_v < v_hi)[None, :]
         # convert to fp32 right after the load (bf16 arithmetic is wrong in the interpreter)
-        b_x = tl.load(p_row + o_v.to(tl.int64) * stride_v, mask=m_v, other=0).to(tl.float32)
-        b_z = tl.where(m_v, b_x, NEG_INF)
+        b_x = tl.load(p_rows + o_v.to(tl.int64)[None, :] * stride_v, mask=m_nv, other=0).to(tl.float32)
+        b_z = tl.where(m_nv, b_x, NEG_INF)  # [BN, BV]
         if HAS_MASK_ID:
-            b_z = tl.where(o_v == mask_id, NEG_INF, b_z)
+            b_z = tl.where(o_v[None, :] == mask_id, NEG_INF, b_z)
         if SAMPLE:
             b_z = b_z / temperature
-        m, s, t, m1, i1, m2, gm, gi, gz, nnan = _fold_tile(b_z[None, :], o_v, i_rows, seed, m, s, t, m1, i1, m2,
-                                                           gm, gi, gz, nnan, SAMPLE)
-    _store_partial(pf_ptr, pi_ptr, i_rows, i_rows >= 0, i_s, SPLIT, m, s, t, m1, i1, m2, gm, gi, gz, nnan)
+        m, s, t, m1, i1, m2, gm, gi, gz, nnan = _fold_tile(b_z, o_v, o_n, seed, m, s, t, m1, i1, m2, gm, gi, gz,
+                                                           nnan, SAMPLE)
+    _store_partial(pf_ptr, pi_ptr, o_n, m_n, i_s, SPLIT, m, s, t, m1, i1, m2, gm, gi, gz, nnan)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -198,40 +200,41 @@ def _linear_partial_kernel(h_ptr, stride_hn, stride_hd, w_ptr, stride_wv, stride
 # stage 2: merge the partial statistics of a row's column ranges, emit token and score
 # ----------------------------------------------------------------------------------------------
 @triton.jit
-def _merge_kernel(pf_ptr, pi_ptr, tok_ptr, score_ptr, SPLIT, SCORE: tl.constexpr, SAMPLE: tl.constexpr,
-                  BLOCK_S: tl.constexpr):
+def _merge_kernel(pf_ptr, pi_ptr, tok_ptr, score_ptr, N, SPLIT, SCORE: tl.constexpr, SAMPLE: tl.constexpr,
+                  BLOCK_N: tl.constexpr, BLOCK_S: tl.constexpr):
     NEG_INF: tl.constexpr = float("-inf")
     BIG: tl.constexpr = 2147483647
-    i_n = tl.program_id(0)
-    o_s = tl.arange(0, BLOCK_S)
-    m_s = o_s < SPLIT
-    p_f = pf_ptr + (i_n * SPLIT + o_s) * 8
-    p_i = pi_ptr + (i_n * SPLIT + o_s) * 2
-    m = tl.load(p_f + 0, mask=m_s, other=NEG_INF)
-    s = tl.load(p_f + 1, mask=m_s, other=0.0)
-    t = tl.load(p_f + 2, mask=m_s, other=0.0)
-    m1 = tl.load(p_f + 3, mask=m_s, other=NEG_INF)
-    m2 = tl.load(p_f + 4, mask=m_s, other=NEG_INF)
-    gm = tl.load(p_f + 5, mask=m_s, other=NEG_INF)
-    gz = tl.load(p_f + 6, mask=m_s, other=0.0)
-    nnan = tl.sum(tl.load(p_f + 7, mask=m_s, other=0.0), 0)
-    i1 = tl.load(p_i + 0, mask=m_s, other=BIG)
-    gi = tl.load(p_i + 1, mask=m_s, other=BIG)
+    o_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)  # [BN]
+    o_s = tl.arange(0, BLOCK_S)  # [BS]
+    m_ns = (o_n < N)[:, None] & (o_s < SPLIT)[None, :]
+    o_rec = o_n[:, None].to(tl.int64) * SPLIT + o_s[None, :]  # [BN, BS] partial record ids
+    p_f = pf_ptr + o_rec * 8
+    p_i = pi_ptr + o_rec * 2
+    m = tl.load(p_f + 0, mask=m_ns, other=NEG_INF)
+    s = tl.load(p_f + 1, mask=m_ns, other=0.0)
+    t = tl.load(p_f + 2, mask=m_ns, other=0.0)
+    m1 = tl.load(p_f + 3, mask=m_ns, other=NEG_INF)
+    m2 = tl.load(p_f + 4, mask=m_ns, other=NEG_INF)
+    gm = tl.load(p_f + 5, mask=m_ns, other=NEG_INF)
+    gz = tl.load(p_f + 6, mask=m_ns, other=0.0)
+    nnan = tl.sum(tl.load(p_f + 7, mask=m_ns, other=0.0), 1)
+    i1 = tl.load(p_i + 0, mask=m_ns, other=BIG)
+    gi = tl.load(p_i + 1, mask=m_ns, other=BIG)
     # log-sum-exp pieces: S = sum exp(z - M), T = sum exp(z - M) (z - M)
-    M = tl.max(m, 0)
+    M = tl.max(m, 1)  # [BN]
     M_ref = tl.where(M == NEG_INF, 0.0, M)
-    alpha = tl.exp(m - M_ref)
-    shift = tl.where(m == NEG_INF, 0.0, m - M_ref)
-    S = tl.sum(alpha * s, 0)
-    T = tl.sum(alpha * (t + shift * s), 0)
+    alpha = tl.exp(m - M_ref[:, None])
+    shift = tl.where(m == NEG_INF, 0.0, m - M_ref[:, None])
+    S = tl.sum(alpha * s, 1)
+    T = tl.sum(alpha * (t + shift * s), 1)
     # top-1 over splits: ranges are in column order, so the lowest column among equal maxima wins
-    top = tl.max(m1, 0)
-    tok1 = tl.min(tl.where(m1 == top, i1, BIG), 0)
-    second = tl.maximum(tl.max(m2, 0), tl.max(tl.where(i1 == tok1, NEG_INF, m1), 0))
+    top = tl.max(m1, 1)
+    tok1 = tl.min(tl.where(m1 == top[:, None], i1, BIG), 1)
+    second = tl.maximum(tl.max(m2, 1), tl.max(tl.where(i1 == tok1[:, None], NEG_INF, m1), 1))
     if SAMPLE:
-        gtop = tl.max(gm, 0)
-        tok = tl.min(tl.where(gm == gtop, gi, BIG), 0)
-        z_tok = tl.sum(tl.where(gi == tok, gz, 0.0), 0)
+        gtop = tl.max(gm, 1)
+        tok = tl.min(tl.where(gm == gtop[:, None], gi, BIG), 1)
+        z_tok = tl.sum(tl.where(gi == tok[:, None], gz, 0.0), 1)
     else:
         tok = tok1
         z_tok = top
@@ -244,8 +247,9 @@ def _merge_kernel(pf_ptr, pi_ptr, tok_ptr, score_ptr, SPLIT, SCORE: tl.constexpr
     else:
         score = 0.0 * S
     score = tl.where(nnan > 0, float("nan"), score)
-    tl.store(tok_ptr + i_n, tok.to(tl.int64))
-    tl.store(score_ptr + i_n, score)
+    m_n = o_n < N
+    tl.store(tok_ptr + o_n, tok.to(tl.int64), mask=m_n)
+    tl.store(score_ptr + o_n, score, mask=m_n)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -277,8 +281,10 @@ def _check_common(score: str, temperature: float, mask_id, V: int) -> None:
 def _merge(pf, pi, N, split, score, sample, device):
     tokens = torch.empty(N, dtype=torch.int64, device=device)
     scores = torch.empty(N, dtype=torch.float32, device=device)
-    _merge_kernel[(N,)](pf, pi, tokens, scores, split, SCORE=SCORE_IDS[score], SAMPLE=sample,
-                        BLOCK_S=max(2, triton.next_power_of_2(split)), num_warps=1)
+    block_s = max(2, triton.next_power_of_2(split))
+    block_n = max(1, min(triton.next_power_of_2(N), (4096 if INTERPRET else 256) // block_s))
+    _merge_kernel[(triton.cdiv(N, block_n),)](pf, pi, tokens, scores, N, split, SCORE=SCORE_IDS[score],
+                                              SAMPLE=sample, BLOCK_N=block_n, BLOCK_S=block_s, num_warps=4)
     return tokens, scores
 
 
@@ -323,10 +329,13 @@ def token_stats(logits: torch.Tensor, *, score: str = "confidence", temperature:
         block_v = min(triton.next_power_of_2(v_per), 4096)
     else:
         block_v = min(triton.next_power_of_2(v_per), 2048 if logits.element_size() == 4 else 4096)
-    _logits_partial_kernel[(N, split)](
-        logits, logits.stride(0), logits.stride(1), pf, pi, V, v_per, split, float(temperature) if sample else 1.0,
-        seed, int(mask_id) if mask_id is not None else 0, HAS_MASK_ID=mask_id is not None, SAMPLE=sample,
-        BLOCK_V=block_v, num_warps=8 if block_v >= 2048 else 4)
+    # rows per program: one row for a large vocabulary, several when the vocabulary is small
+    block_n = max(1, min(triton.next_power_of_2(N), (16384 if INTERPRET else 4096) // block_v))
+    _logits_partial_kernel[(triton.cdiv(N, block_n), split)](
+        logits, logits.stride(0), logits.stride(1), pf, pi, N, V, v_per, split,
+        float(temperature) if sample else 1.0, seed, int(mask_id) if mask_id is not None else 0,
+        HAS_MASK_ID=mask_id is not None, SAMPLE=sample, BLOCK_N=block_n, BLOCK_V=block_v,
+        num_warps=8 if block_n * block_v >= 2048 else 4)
     return _merge(pf, pi, N, split, score, sample, dev)
 
 
