@@ -37,6 +37,7 @@ class TransformerConfig:
     norm_eps: float = 1e-5
     rope_theta: float = 10000.0
     init_std: float = 0.02
+    attention_backend: str = "auto"   # fastmdm.ops.attention backend: auto (Triton on CUDA), torch, triton
 
     def __post_init__(self):
         for name in ("vocab_size", "max_len", "d_model", "n_layers", "n_heads", "d_ff"):
@@ -51,6 +52,9 @@ class TransformerConfig:
                              f"n_heads={self.n_heads}")
         if self.positions not in POSITIONS:
             raise ValueError(f"TransformerConfig.positions: {self.positions!r} is not one of {POSITIONS}")
+        if self.attention_backend not in ("auto", "torch", "triton"):
+            raise ValueError(f"TransformerConfig.attention_backend: {self.attention_backend!r} is not one of "
+                             "'auto', 'torch', 'triton'")
         if self.positions == "sudoku" and self.max_len != 81:
             raise ValueError(f"TransformerConfig.max_len: positions='sudoku' needs max_len=81 (9x9 cells), "
                              f"got {self.max_len}")
@@ -112,6 +116,7 @@ class Attention(nn.Module):
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
         self.n_heads = cfg.n_heads
+        self.backend = cfg.attention_backend
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
 
@@ -120,7 +125,7 @@ class Attention(nn.Module):
         q, k, v = self.qkv(x).view(B, L, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
         if rope is not None:
             q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
-        y = ops.attention(q, k, v, key_padding_mask=key_padding_mask)  # [B, H, L, D]
+        y = ops.attention(q, k, v, key_padding_mask=key_padding_mask, backend=self.backend)  # [B, H, L, D]
         return self.proj(y.transpose(1, 2).reshape(B, L, d))
 
 

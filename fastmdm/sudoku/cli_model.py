@@ -65,6 +65,8 @@ def register(sudoku_sub, top_sub) -> None:
     p.add_argument("--save-every", type=int, default=500)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (GPU)")
+    p.add_argument("--attention-backend", default=None, choices=["auto", "torch", "triton"],
+                   help="fastmdm.ops.attention backend of the model (auto: the Triton kernel on CUDA)")
     p.add_argument("--cache-dir", default=None, help="where generated data is cached (default OUT/data)")
     p.set_defaults(func=_train)
 

@@ -286,4 +286,6 @@ def train(cfg: TrainConfig, *, resume: bool = False, pool=None, log=None) -> dic
 def config_from_args(args) -> TrainConfig:
     kw = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
           if hasattr(args, f.name) and getattr(args, f.name) is not None}
+    if getattr(args, "attention_backend", None):
+        kw["model_overrides"] = {**kw.get("model_overrides", {}), "attention_backend": args.attention_backend}
     return TrainConfig(**kw)
