@@ -1,0 +1,118 @@
+"""fastmdm.kernels.attention against fastmdm.ops.attention_reference (SDPA semantics) and its autograd,
+through Triton's interpreter on CPU (compiled kernels on a CUDA machine)."""
+import math
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # tests/conftest.py does the same before any import
+
+from fastmdm import ops  # noqa: E402
+
+triton = pytest.importorskip("triton")
+from fastmdm.kernels import attention as ka  # noqa: E402
+
+DEV = "cuda" if torch.cuda.is_available() and not ka.INTERPRET else "cpu"
+if DEV == "cpu" and not ka.INTERPRET:
+    pytest.skip("fastmdm.kernels was imported without TRITON_INTERPRET=1 and there is no GPU",
+                allow_module_level=True)
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+
+# absolute tolerances on O(1) values, set by each dtype's rounding of the output and of p before p @ v
+TOL = {torch.float32: 2e-4, torch.float16: 4e-3, torch.bfloat16: 3e-2}
+
+
+@pytest.fixture
+def poisoned(monkeypatch):
+    """torch.empty returns NaN-filled floats, so an output element a kernel forgets to write fails."""
+    real = torch.empty
+
+    def empty(*args, **kwargs):
+        t = real(*args, **kwargs)
+        return t.fill_(math.nan) if t.is_floating_point() else t
+
+    monkeypatch.setattr(torch, "empty", empty)
+
+
+def _inputs(g, B, Hq, Hkv, L, S, D, dtype, pad):
+    q = torch.randn(B, Hq, L, D, generator=g).to(dtype).to(DEV).requires_grad_()
+    k = torch.randn(B, Hkv, S, D, generator=g).to(dtype).to(DEV).requires_grad_()
+    v = torch.randn(B, Hkv, S, D, generator=g).to(dtype).to(DEV).requires_grad_()
+    kpm = None
+    if pad:
+        kpm = torch.rand(B, S, generator=g) < 0.7
+        kpm[:, 0] = True
+        kpm = kpm.to(DEV)
+    return q, k, v, kpm
+
+
+def _compare(q, k, v, kpm, g, scale=None):
+    out = ka.attention(q, k, v, key_padding_mask=kpm, scale=scale)
+    do = torch.randn(out.shape, generator=g).to(out.dtype).to(DEV)
+    grads = torch.autograd.grad(out, (q, k, v), do)
+    # the reference in float32 on the same (rounded) inputs
+    qr, kr, vr = (t.detach().float().requires_grad_() for t in (q, k, v))
+    ref = ops.attention_reference(qr, kr, vr, key_padding_mask=kpm, scale=scale)
+    ref_grads = torch.autograd.grad(ref, (qr, kr, vr), do.float())
+    tol = TOL[q.dtype]
+    assert out.dtype == q.dtype and out.shape == q.shape
+    torch.testing.assert_close(out.float(), ref, atol=tol, rtol=tol)
+    for name, a, b in zip("qkv", grads, ref_grads):
+        assert a.dtype == q.dtype and a.shape == b.shape, name
+        torch.testing.assert_close(a.float(), b, atol=2 * tol, rtol=2 * tol, msg=lambda m: f"d{name}: {m}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_attention_and_its_gradients_match_sdpa_with_padding_and_grouped_heads(dtype, poisoned):
+    g = torch.Generator().manual_seed(0)
+    # (B, Hq, Hkv, L, S, D, key padding): lengths that are not multiples of the block, L = S = 1, GQA 2:1, 3:1
+    for shape in [(2, 4, 2, 37, 45, 64, True), (1, 2, 2, 1, 1, 32, False), (1, 3, 1, 20, 50, 96, True)]:
+        q, k, v, kpm = _inputs(g, *shape[:6], dtype, shape[6])
+        _compare(q, k, v, kpm, g)
+
+
+def test_head_dim_128_and_a_custom_scale():
+    g = torch.Generator().manual_seed(1)
+    q, k, v, kpm = _inputs(g, 1, 2, 1, 33, 17, 128, torch.float16, True)
+    _compare(q, k, v, kpm, g, scale=0.3)
+
+
+def test_non_contiguous_inputs_from_a_bshd_layout():
+    g = torch.Generator().manual_seed(2)
+    B, L, H, D = 2, 19, 2, 32
+    q, k, v = (torch.randn(B, L, H, D, generator=g).to(DEV).transpose(1, 2).requires_grad_() for _ in range(3))
+    assert not q.is_contiguous()
+    _compare(q, k, v, None, g)
+
+
+def test_a_sequence_whose_keys_are_all_padding_gets_zeros_and_zero_gradients(poisoned):
+    g = torch.Generator().manual_seed(3)
+    q, k, v, _ = _inputs(g, 2, 2, 2, 5, 7, 32, torch.float32, False)
+    kpm = torch.ones(2, 7, dtype=torch.bool, device=DEV)
+    kpm[1] = False
+    out = ka.attention(q, k, v, key_padding_mask=kpm)
+    assert torch.equal(out[1], torch.zeros_like(out[1]))
+    ref = ops.attention_reference(q, k, v, key_padding_mask=kpm)
+    torch.testing.assert_close(out, ref, atol=2e-4, rtol=2e-4)
+    dq, dk, dv = torch.autograd.grad(out.sum(), (q, k, v))
+    for t in (dq, dk, dv):
+        assert torch.isfinite(t).all() and torch.equal(t[1], torch.zeros_like(t[1]))
+    rq, rk, rv = torch.autograd.grad(ref[0].sum(), (q, k, v))
+    for a, b in zip((dq, dk, dv), (rq, rk, rv)):
+        torch.testing.assert_close(a[0], b[0], atol=4e-4, rtol=4e-4)
+
+
+def test_ops_attention_dispatches_to_the_kernel_with_backend_triton():
+    g = torch.Generator().manual_seed(4)
+    q, k, v, kpm = _inputs(g, 1, 2, 2, 9, 9, 32, torch.float32, True)
+    out = ops.attention(q, k, v, key_padding_mask=kpm, backend="triton")
+    torch.testing.assert_close(out, ops.attention(q, k, v, key_padding_mask=kpm, backend="torch"),
+                               atol=2e-4, rtol=2e-4)
+
+
+def test_mixed_dtypes_are_rejected_with_a_clear_error():
+    q = torch.randn(1, 1, 4, 32, device=DEV)
+    with pytest.raises(TypeError, match="dtype"):
+        ka.attention(q, q.half(), q)
