@@ -145,7 +145,7 @@ def _logits_partial_kernel(x_ptr, stride_n, stride_v, pf_ptr, pi_ptr, N, V, V_PE
 # ----------------------------------------------------------------------------------------------
 @triton.jit
 def _linear_partial_kernel(h_ptr, stride_hn, stride_hd, w_ptr, stride_wv, stride_wd, b_ptr, pf_ptr, pi_ptr,
-                           N, V, D, V_PER_SPLIT, SPLIT, temperature, seed, mask_id,
+                           N, V, D, V_PER_SPLIT, SPLIT, temperature, seed, mask_id, N_BUCKET,
                            HAS_BIAS: tl.constexpr, HAS_MASK_ID: tl.constexpr, SAMPLE: tl.constexpr,
                            ROUND_TO_INPUT: tl.constexpr, FP32_IEEE: tl.constexpr, CAST_F32: tl.constexpr,
                            BLOCK_N: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_D: tl.constexpr):
@@ -194,6 +194,23 @@ def _linear_partial_kernel(h_ptr, stride_hn, stride_hd, w_ptr, stride_wv, stride
         m, s, t, m1, i1, m2, gm, gi, gz, nnan = _fold_tile(b_z, o_v, o_n, seed, m, s, t, m1, i1, m2, gm, gi, gz,
                                                            nnan, SAMPLE)
     _store_partial(pf_ptr, pi_ptr, o_n, m_n, i_s, SPLIT, m, s, t, m1, i1, m2, gm, gi, gz, nnan)
+
+
+def _linear_configs():
+    if INTERPRET:
+        return [triton.Config({"BLOCK_N": 16, "BLOCK_V": 64, "BLOCK_D": 64}, num_warps=4)]
+    return [triton.Config({"BLOCK_N": bn, "BLOCK_V": bv, "BLOCK_D": bd}, num_warps=w, num_stages=st)
+            for bn, bv, bd, w, st in ((64, 128, 64, 4, 3), (128, 128, 64, 8, 3), (128, 256, 64, 8, 3),
+                                      (64, 256, 64, 8, 4), (16, 256, 128, 4, 3), (32, 128, 128, 4, 3))]
+
+
+def _n_bucket(N):
+    """Autotuning key for the number of rows, which changes every sampling step: powers of two up to 4096."""
+    return min(triton.next_power_of_2(N), 4096)
+
+
+_linear_partial_tuned = triton.autotune(_linear_configs(), key=["N_BUCKET", "V", "D", "SPLIT", "HAS_BIAS", "SAMPLE",
+                                                                   "FP32_IEEE"])(_linear_partial_kernel)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -358,29 +375,34 @@ def linear_token_stats(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.T
         return torch.empty(0, dtype=torch.int64, device=dev), torch.empty(0, dtype=torch.float32, device=dev)
     sample = temperature > 0
     seed = _draw_seed(temperature, generator)
-    if INTERPRET:
-        block_n, block_v, block_d, warps = 16, min(max(16, triton.next_power_of_2(V)), 256), \
-            min(max(16, triton.next_power_of_2(D)), 128), 4
+    fp32 = hidden.dtype == torch.float32
+    ieee = fp32 and not (dev.type == "cuda" and torch.backends.cuda.matmul.allow_tf32)
+    if INTERPRET or _split is not None:
+        block_n, block_v = 16, min(max(16, triton.next_power_of_2(V)), 256)
+        split = 1 if _split is None else max(1, min(int(_split), V))
     else:
-        block_n = 16 if N <= 16 else (32 if N <= 32 else 64)
-        block_v, block_d, warps = 128, 64, 4
-    n_blocks = -(-N // block_n)
-    split = _choose_split(n_blocks, V, dev, _split)
+        block_n, block_v = None, None
+        # column ranges of ~2048: programs next to each other in launch order share a range of W, so a tile of
+        # W is read from HBM about once and then from L2 by every row block
+        split = max(1, min(triton.cdiv(V, 2048), 256))
     v_per = -(-V // split)
-    if not INTERPRET:
-        v_per = -(-v_per // block_v) * block_v
+    v_per = -(-v_per // 256) * 256 if not INTERPRET else v_per
     split = -(-V // v_per)
     pf = torch.empty(N, split, _NPF, dtype=torch.float32, device=dev)
     pi = torch.empty(N, split, _NPI, dtype=torch.int32, device=dev)
-    fp32 = hidden.dtype == torch.float32
-    ieee = fp32 and not (dev.type == "cuda" and torch.backends.cuda.matmul.allow_tf32)
-    _linear_partial_kernel[(n_blocks, split)](
-        hidden, hidden.stride(0), hidden.stride(1), weight, weight.stride(0), weight.stride(1),
-        bias if bias is not None else hidden, pf, pi, N, V, D, v_per, split,
-        float(temperature) if sample else 1.0, seed, int(mask_id) if mask_id is not None else 0,
-        HAS_BIAS=bias is not None, HAS_MASK_ID=mask_id is not None, SAMPLE=sample, ROUND_TO_INPUT=not fp32,
-        FP32_IEEE=ieee, CAST_F32=INTERPRET and hidden.dtype == torch.bfloat16,
-        BLOCK_N=block_n, BLOCK_V=block_v, BLOCK_D=block_d, num_warps=warps, num_stages=3)
+    args = (hidden, hidden.stride(0), hidden.stride(1), weight, weight.stride(0), weight.stride(1),
+            bias if bias is not None else hidden, pf, pi, N, V, D, v_per, split,
+            float(temperature) if sample else 1.0, seed, int(mask_id) if mask_id is not None else 0,
+            _n_bucket(N))
+    flags = dict(HAS_BIAS=bias is not None, HAS_MASK_ID=mask_id is not None, SAMPLE=sample, ROUND_TO_INPUT=not fp32,
+                 FP32_IEEE=ieee, CAST_F32=INTERPRET and hidden.dtype == torch.bfloat16)
+    if block_n is not None:
+        _linear_partial_kernel[(triton.cdiv(N, block_n), split)](
+            *args, **flags, BLOCK_N=block_n, BLOCK_V=block_v, BLOCK_D=min(max(16, triton.next_power_of_2(D)), 128),
+            num_warps=4)
+    else:
+        grid = lambda meta: (triton.cdiv(N, meta["BLOCK_N"]), split)  # noqa: E731
+        _linear_partial_tuned[grid](*args, **flags)
     return _merge(pf, pi, N, split, score, sample, dev)
 
 
