@@ -77,7 +77,8 @@ def register(sudoku_sub, top_sub) -> None:
     g.add_argument("--split", default=None, help="standard, hard, or both as 'standard,hard' (default)")
     g.add_argument("--file", default=None, help="puzzles file: '<puzzle> <solution>' or puzzles alone per line")
     p.add_argument("--strategies", default="random,confidence,margin,entropy")
-    p.add_argument("--n", type=int, default=1000, help="puzzles per split")
+    p.add_argument("--n", "--num-puzzles", dest="n", type=int, default=1000,
+                   help="puzzles per split (under torchrun spell it --num-puzzles: torchrun claims --n)")
     p.add_argument("--json", default=None, help="also write the results as JSON to this path")
     p.add_argument("--plot", default=None, help="write a PNG bar chart of puzzle accuracy to this path")
     p.add_argument("--cache-dir", default=None, help="where generated test sets are cached")
