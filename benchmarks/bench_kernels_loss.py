@@ -1,0 +1,90 @@
+"""The masked-diffusion loss through the LM head: eager PyTorch vs torch.compile vs the fused, chunked kernel.
+
+One training step of the loss's part: forward and backward of sum_i w_i * CE(h_i W^T, t_i) over the masked
+rows, bf16 hidden states and LM head, V = 126,464 (LLaDA's vocabulary). Reported: median time of forward +
+backward, and peak memory above the inputs (the eager path holds the [N, V] logits, their float32 copy and
+the gradient; the fused path one chunk of logits plus a float32 accumulator for dL/dW).
+
+    python benchmarks/bench_kernels_loss.py          # GPU: writes benchmarks/results/kernels_loss_<gpu>.{json,md}
+    python benchmarks/bench_kernels_loss.py --smoke  # no GPU: tiny shapes through the interpreter, prints only
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_kernels_common as C  # noqa: E402
+
+
+def run(smoke: bool) -> tuple[list[dict], list[str]]:
+    import torch  # noqa: PLC0415
+
+    from fastmdm import ops  # noqa: PLC0415
+    from fastmdm.kernels import loss as kl  # noqa: PLC0415
+
+    dev = C.device()
+    rows, notes = [], []
+    shapes = [(64, 32, 1000)] if smoke else [(4096, 4096, 126_464), (8192, 4096, 126_464), (8192, 2048, 126_464)]
+    compiled = None if smoke else C.try_compile(ops.linear_weighted_ce_reference)
+    g = torch.Generator(device=dev).manual_seed(0)
+    for N, D, V in shapes:
+        h = torch.randn(N, D, device=dev, dtype=torch.bfloat16, generator=g).requires_grad_()
+        W = (torch.randn(V, D, device=dev, dtype=torch.bfloat16, generator=g) / D ** 0.5).requires_grad_()
+        t = torch.randint(0, V, (N,), device=dev, generator=g)
+        w = torch.rand(N, device=dev, generator=g) / N
+        impls = {"eager": ops.linear_weighted_ce_reference, "triton fused": kl.linear_weighted_ce}
+        if compiled is not None:
+            impls["torch.compile"] = compiled
+        ref_val = ops.linear_weighted_ce_reference(h, W, t, w).item()
+        base = {}
+        for name, fn in impls.items():
+            row = {"N": N, "d": D, "V": V, "impl": name}
+
+            def step():
+                loss = fn(h, W, t, w)
+                return torch.autograd.grad(loss, (h, W))
+            try:
+                row["|loss - eager|"] = abs(fn(h, W, t, w).item() - ref_val)
+                row["fwd+bwd ms"] = C.bench(step)
+                row["peak MB"] = C.peak_memory_mb(step)
+                row["TFLOP/s"] = 6 * N * D * V / (row["fwd+bwd ms"] * 1e-3) / 1e12
+            except Exception as e:  # noqa: BLE001 - e.g. out of memory for a baseline: recorded, not fatal
+                row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:100]}" if str(e) else type(e).__name__
+            rows.append(row)
+            if name == "eager":
+                base = row
+            if C.on_gpu():
+                torch.cuda.empty_cache()
+        for r in rows[-len(impls):]:
+            if base.get("fwd+bwd ms") and r.get("fwd+bwd ms"):
+                r["time vs eager"] = r["fwd+bwd ms"] / base["fwd+bwd ms"]
+            if base.get("peak MB") and r.get("peak MB"):
+                r["memory vs eager"] = r["peak MB"] / base["peak MB"]
+    return rows, notes
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--smoke", action="store_true", help="tiny shapes; without a GPU, through the interpreter")
+    ap.add_argument("--out", type=Path, default=C.RESULTS)
+    args = ap.parse_args(argv)
+    if args.smoke:
+        C.prepare_smoke_env()
+    elif not C.on_gpu():
+        print("bench_kernels_loss: needs a CUDA GPU (run with --smoke to check the script on CPU)", file=sys.stderr)
+        return 2
+    rows, notes = run(args.smoke)
+    env = C.environment("python benchmarks/bench_kernels_loss.py" + (" --smoke" if args.smoke else ""))
+    for r in rows:
+        print({k: C.fmt(v) for k, v in r.items()})
+    if not args.smoke:
+        name = "kernels_loss_" + env["gpu"].replace(" ", "_").lower()
+        print(C.write_results(name, "Fused masked-diffusion loss through the LM head (GPU)", env, rows, notes,
+                              args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
