@@ -10,14 +10,16 @@ previous placement when that is harder. When the seven are stuck the grader fill
 constrained blank from the solution (strategy `GUESS`) and goes on, so every puzzle gets a complete
 fill order; such puzzles have difficulty `BEYOND` ("beyond the seven", the hard split).
 
-Generation: a random complete grid (randomized search from three random diagonal boxes, then a
-random symmetry), then clue removal in random order while the solution stays unique, which gives
-minimal puzzles (about 24 clues on average); then the grader keeps or rejects the puzzle for the
-split. Each puzzle depends only on (seed, split, index), so the output is the same for any thread count.
+Generation: a random complete grid, then clue removal in random order while the solution stays
+unique, which gives minimal puzzles (every clue needed; about 24 clues on average); then the grader
+keeps or rejects the puzzle for the split. Grids come from a randomized search started from three
+random diagonal boxes, followed by a random symmetry (relabeling, row/column/band/stack shuffles,
+transpose): near-uniform, not exactly uniform over all 6.67e21 grids (no exact sampler is cheap).
+Each puzzle depends only on (seed, split, index), so the output is the same for any thread count and
+the first k puzzles of a run are the puzzles of a run of k.
 """
 from __future__ import annotations
 
-import os
 from typing import NamedTuple
 
 import numpy as np
@@ -255,8 +257,3 @@ def check_puzzles(puzzles, threads: int | None = None) -> np.ndarray:
     status = np.where(counts == 1, OK, np.where(counts == 0, NO_SOLUTION, SEVERAL)).astype(np.int8)
     status[givens_clash(arr)] = CLASH
     return status
-
-
-def default_threads() -> int:
-    """Threads `generate` uses when threads is None."""
-    return os.cpu_count() or 1
