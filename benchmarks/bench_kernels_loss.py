@@ -3,7 +3,7 @@
 One training step of the loss's part: forward and backward of sum_i w_i * CE(h_i W^T, t_i) over the masked
 rows, bf16 hidden states and LM head, V = 126,464 (LLaDA's vocabulary). Reported: median time of forward +
 backward, and peak memory above the inputs (the eager path holds the [N, V] logits, their float32 copy and
-the gradient; the fused path one chunk of logits plus a float32 accumulator for dL/dW).
+the gradient; the fused path one chunk of logits plus dL/dW, accumulated in place in its dtype).
 
     python benchmarks/bench_kernels_loss.py          # GPU: writes benchmarks/results/kernels_loss_<gpu>.{json,md}
     python benchmarks/bench_kernels_loss.py --smoke  # no GPU: tiny shapes through the interpreter, prints only

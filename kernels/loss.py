@@ -8,8 +8,8 @@ Here the rows are processed in chunks sized so that one chunk of logits is about
 states (Liger-Kernel's rule). For each chunk: one matmul gives the logits (in the input dtype, as the
 reference computes them), a Triton kernel computes each row's log-sum-exp and CE and overwrites the
 logits in place with d loss / d logits = w_i (softmax - onehot) -- the per-row weight enters before any
-reduction -- and two more matmuls fold that into dL/dh (rows of the chunk) and dL/dW, dL/db (accumulated in
-float32). The backward only scales the stored gradients by the incoming scalar gradient, so training
+reduction -- and two more matmuls fold that into dL/dh (rows of the chunk) and dL/dW, dL/db (dL/dW
+accumulated in place in W's dtype, one rounding per chunk, as Liger-Kernel does; dL/db in float32). The backward only scales the stored gradients by the incoming scalar gradient, so training
 never holds more than one chunk of logits.
 """
 from __future__ import annotations
@@ -77,7 +77,8 @@ class _LinearWeightedCE(torch.autograd.Function):
         w = row_weights.float().contiguous()
         ce = torch.empty(N, dtype=torch.float32, device=hidden.device)
         g_h = torch.empty(N, D, dtype=hidden.dtype, device=hidden.device) if need_h else None
-        g_w = torch.zeros(V, D, dtype=torch.float32, device=hidden.device) if need_w else None
+        # dL/dW accumulates in W's dtype with in-place addmm (one rounding per chunk, no [V, d] temporary)
+        g_w = torch.zeros(V, D, dtype=weight.dtype, device=hidden.device) if need_w else None
         g_b = torch.zeros(V, dtype=torch.float32, device=hidden.device) if need_b else None
         block_v = min(triton.next_power_of_2(V), 4096 if INTERPRET else 2048)
         for i in range(0, N, C):
@@ -89,10 +90,7 @@ class _LinearWeightedCE(torch.autograd.Function):
             if need_h:
                 torch.mm(z, weight, out=g_h[i:i + C])
             if need_w:
-                if z.dtype == torch.float32:
-                    g_w.addmm_(z.t(), h_c)
-                else:
-                    g_w += torch.mm(z.t(), h_c).float()
+                g_w.addmm_(z.t(), h_c)
             if need_b:
                 g_b += z.float().sum(0)
         ctx.save_for_backward(g_h, g_w, g_b, ce if need_rw else None)
@@ -103,8 +101,11 @@ class _LinearWeightedCE(torch.autograd.Function):
     def backward(ctx, go):
         g_h, g_w, g_b, ce = ctx.saved_tensors
         w_dtype, rw_dtype, b_dtype = ctx.dtypes
+        if bool(go == 1):  # the usual case (loss.backward()): hand over the stored gradients without a copy
+            return g_h, g_w, None, ce.to(rw_dtype) if ce is not None else None, \
+                g_b.to(b_dtype) if g_b is not None else None, None
         d_h = g_h * go.to(g_h.dtype) if g_h is not None else None
-        d_w = (g_w * go).to(w_dtype) if g_w is not None else None
+        d_w = g_w * go.to(g_w.dtype) if g_w is not None else None
         d_rw = (ce * go).to(rw_dtype) if ce is not None else None
         d_b = (g_b * go).to(b_dtype) if g_b is not None else None
         return d_h, d_w, None, d_rw, d_b, None

@@ -363,8 +363,9 @@ def linear_token_stats(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.T
     if hidden.dim() != 2 or weight.dim() != 2 or hidden.shape[1] != weight.shape[1]:
         raise ValueError(f"hidden [N, d] and weight [V, d] must share d; got {tuple(hidden.shape)} and "
                          f"{tuple(weight.shape)}")
-    if hidden.dtype != weight.dtype:
-        raise TypeError(f"hidden ({hidden.dtype}) and weight ({weight.dtype}) must have the same dtype")
+    if hidden.dtype != weight.dtype or hidden.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise TypeError(f"hidden ({hidden.dtype}) and weight ({weight.dtype}) must share one dtype of "
+                        "float32/float16/bfloat16")
     if bias is not None and (bias.dim() != 1 or bias.shape[0] != weight.shape[0]):
         raise ValueError(f"bias: must be [V] = [{weight.shape[0]}], got {tuple(bias.shape)}")
     N, D = hidden.shape
