@@ -155,20 +155,77 @@ def linear_token_stats_reference(hidden: torch.Tensor, weight: torch.Tensor, bia
     return token_stats_reference(logits, **kwargs)
 
 
+def linear_token_stats_tiled(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
+                             score: str = "confidence", mask_id: int | None = None, max_bytes: int = 16 << 20):
+    """Temperature-0 token stats from hidden states, the vocabulary in tiles: W is read once and only an
+    [N, tile] block of logits exists at a time (the torch twin of the fused kernel).
+
+    Per row it keeps the running max m (and its first index), the second max m2, s = sum exp(z - m) and
+    u = sum exp(z - m) (z - m), rescaled when m grows. Then p(top1) = 1 / s, margin = (1 - exp(m2 - m)) / s,
+    and sum p log p = u / s - log s (log p = z - m - log s), with no cancellation between large numbers.
+    """
+    if score not in SCORES:
+        raise ValueError(f"score={score!r} is not one of {SCORES}")
+    N, V = hidden.shape[0], weight.shape[0]
+    dev = hidden.device
+    tile = max(256, max_bytes // (4 * max(N, 1)))
+    m = torch.full((N,), -math.inf, device=dev)
+    m2 = torch.full((N,), -math.inf, device=dev)
+    s = torch.zeros(N, device=dev)
+    u = torch.zeros(N, device=dev)
+    idx = torch.zeros(N, dtype=torch.long, device=dev)
+    nan = torch.zeros(N, dtype=torch.bool, device=dev)
+    for v0 in range(0, V, tile):
+        z = F.linear(hidden, weight[v0:v0 + tile], None if bias is None else bias[v0:v0 + tile]).float()  # [N, T]
+        if mask_id is not None and v0 <= mask_id < v0 + z.shape[1]:
+            z[:, mask_id - v0] = -math.inf
+        nan |= torch.isnan(z.amax(-1))
+        i1 = z.argmax(-1)  # the first maximal index, as torch.argmax over the whole row
+        t1 = z.gather(-1, i1[:, None]).squeeze(-1)
+        if score == "margin" and z.shape[1] > 1:
+            t2 = torch.topk(z, 2, dim=-1).values[:, 1]
+        else:
+            t2 = torch.full_like(t1, -math.inf)
+        new_m = torch.maximum(m, t1)
+        finite = torch.isfinite(new_m)
+        shift = torch.where(finite, new_m, torch.zeros_like(new_m))
+        scale = torch.where(finite & torch.isfinite(m), torch.exp(m - shift), torch.zeros_like(m))  # old sums
+        zs = (z - shift[:, None]).clamp_(min=-1e30)  # [N, T]; -inf (p = 0) -> finite so 0 * log stays 0
+        e = zs.exp()
+        delta = torch.where(finite & torch.isfinite(m), m - shift, torch.zeros_like(m))
+        u = scale * (u + delta * s) + (e * zs).sum(-1) if score == "entropy" else u
+        s = scale * s + e.sum(-1)
+        m2 = torch.maximum(torch.minimum(m, t1), torch.maximum(m2, t2))
+        idx = torch.where(t1 > m, i1 + v0, idx)
+        m = new_m
+    if score == "none":
+        scores = torch.zeros(N, device=dev)
+    elif score == "confidence":
+        scores = 1.0 / s
+    elif score == "margin":
+        scores = (1.0 - torch.exp(m2 - m)) / s
+    else:
+        scores = u / s - torch.log(s)
+    return idx, torch.where(nan, math.nan, scores)
+
+
 def linear_token_stats(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
                        score: str = "confidence", temperature: float = 0.0, mask_id: int | None = None,
-                       generator: torch.Generator | None = None, backend: str = "auto"):
-    """(tokens, scores) from hidden states [N, d] and an LM head `weight` [V, d] (+ `bias` [V]).
-
-    The torch backend materializes one [N, V] chunk (the caller sizes N); the Triton backend never writes
-    logits to memory.
-    """
+                       generator: torch.Generator | None = None, backend: str = "auto", max_bytes: int = 16 << 20):
+    """(tokens, scores) from hidden states [N, d] and an LM head `weight` [V, d] (+ `bias` [V]), never holding
+    more than about `max_bytes` of logits: the Triton backend writes none; the torch backend tiles the
+    vocabulary at temperature 0 (`linear_token_stats_tiled`) and chunks rows otherwise."""
     if resolve_backend(backend, hidden, weight) == "triton":
         from fastmdm.kernels import select as _k  # noqa: PLC0415
         return _k.linear_token_stats(hidden, weight, bias, score=score, temperature=temperature,
                                      mask_id=mask_id, generator=generator)
-    return token_stats_eager(F.linear(hidden, weight, bias), score=score, temperature=temperature, mask_id=mask_id,
-                             generator=generator, overwrite=True)
+    if temperature == 0:
+        return linear_token_stats_tiled(hidden, weight, bias, score=score, mask_id=mask_id, max_bytes=max_bytes)
+    rows = max(1, max_bytes // (4 * weight.shape[0]))
+    parts = [token_stats_eager(F.linear(hidden[i:i + rows], weight, bias), score=score, temperature=temperature,
+                               mask_id=mask_id, generator=generator, overwrite=True)
+             for i in range(0, hidden.shape[0], rows)]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -242,7 +242,8 @@ class StrategyScorer:
         kw = dict(score=score, temperature=self.temperature, mask_id=self.mask_id, generator=self.generator,
                   backend=self.backend)
         if chunk.hidden is not None and named:
-            tokens, scores = ops.linear_token_stats(chunk.hidden, chunk.weight, chunk.bias, **kw)
+            tokens, scores = ops.linear_token_stats(chunk.hidden, chunk.weight, chunk.bias,
+                                                    max_bytes=LOGITS_CHUNK_BYTES, **kw)
         else:
             tokens, scores = ops.token_stats(chunk.logits(), overwrite=True, **kw)  # the chunk owns its logits
         if self.strategy == "random":
@@ -316,7 +317,10 @@ def decode(model, x, attention_mask, fillable, groups, *, plan, scorer, mask_id,
         if nfe == 0 and mask_id >= V:
             raise ValueError(f"mask_id: {mask_id} is outside the model's vocabulary of {V} tokens; "
                              "pass the id the model was trained with as its mask")
-        per_chunk = max(1, (chunk_bytes or LOGITS_CHUNK_BYTES) // (4 * V))
+        if use_hidden and isinstance(scorer, StrategyScorer) and isinstance(scorer.strategy, str):
+            per_chunk = rows.shape[0]  # linear_token_stats bounds its own memory (vocabulary tiles)
+        else:
+            per_chunk = max(1, (chunk_bytes or LOGITS_CHUNK_BYTES) // (4 * V))
         tokens = torch.empty(rows.shape[0], dtype=torch.long, device=x.device)
         scores = torch.empty(rows.shape[0], dtype=torch.float32, device=x.device)
         with torch.no_grad():

@@ -86,3 +86,30 @@ def test_triton_on_cpu_without_the_interpreter_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(ValueError, match="TRITON_INTERPRET=1"):
         ops.token_stats(torch.randn(2, 3), backend="triton")
+
+
+@pytest.mark.parametrize("score", ["confidence", "margin", "entropy", "none"])
+@pytest.mark.parametrize("V,mask_id", [(1000, 999), (1000, 300), (257, 0), (300, None)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_vocabulary_tiles_give_the_reference_stats(score, V, mask_id, dtype):
+    g = torch.Generator().manual_seed(V)
+    h = torch.randn(6, 16, generator=g).to(dtype)
+    w = (torch.randn(V, 16, generator=g) * 2).to(dtype)
+    b = torch.randn(V, generator=g).to(dtype)
+    w[700 % V] = w[5]  # the same maximal logit in two tiles: the first index must win
+    b[700 % V] = b[5]
+    h[2, 0] = float("nan")  # a NaN row
+    t_ref, s_ref = ops.linear_token_stats_reference(h, w, b, score=score, mask_id=mask_id)
+    t, s = ops.linear_token_stats_tiled(h, w, b, score=score, mask_id=mask_id, max_bytes=4 * 6 * 256)  # tiles of 256
+    ok = ~torch.isnan(s_ref)
+    assert torch.equal(torch.isnan(s), ~ok)
+    assert torch.equal(t[ok], t_ref[ok])
+    torch.testing.assert_close(s[ok], s_ref[ok], rtol=1e-5, atol=1e-6)
+
+
+def test_tiled_entropy_stays_accurate_for_large_logits():
+    g = torch.Generator().manual_seed(0)
+    h, w = torch.randn(4, 8, generator=g) * 30, torch.randn(2000, 8, generator=g)
+    _, s_ref = ops.linear_token_stats_reference(h.double(), w.double(), score="entropy")
+    _, s = ops.linear_token_stats_tiled(h, w, score="entropy", max_bytes=4 * 4 * 256)
+    torch.testing.assert_close(s, s_ref.float(), rtol=1e-4, atol=1e-5)
