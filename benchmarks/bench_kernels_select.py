@@ -72,6 +72,21 @@ def run(smoke: bool) -> tuple[list[dict], list[str]]:
             r["x vs eager"] = times.get("eager", float("nan")) / r["ms"]
             r["x vs compile"] = times["torch.compile"] / r["ms"] if "torch.compile" in times else None
 
+    # the sampling loop's view: the model's whole [B * L, V] output and the flat indices of the fillable rows;
+    # gathering first (out[rows]) reads and writes N x V once more than gathering inside the kernel (rows=)
+    full = torch.randn(B * L, V, device=dev, dtype=torch.bfloat16, generator=g) * 2
+    idx = torch.arange(0, B * L, 2, device=dev)
+    kw = dict(score="margin", mask_id=mask_id)
+    for name, fn in {"gather + eager": lambda: eager(full[idx], **kw),
+                     "gather + triton": lambda: ks.token_stats(full[idx], **kw),
+                     "triton rows= (no gather)": lambda: ks.token_stats(full, rows=idx, **kw)}.items():
+        ms = C.bench(fn)
+        gbs = nbytes / (ms * 1e-3) / 1e9
+        rows.append({"op": "token_stats from [B*L, V]", "shape": f"N={N} of {B * L} V={V} bf16", "score": "margin",
+                     "T": 0.0, "impl": name, "ms": ms, "GB/s": gbs, "% copy bw": 100 * gbs / bw if bw else None,
+                     "peak MB": C.peak_memory_mb(fn)})
+    del full
+
     # fused LM head + selection
     for d in d_list:
         for n_rows in ((64, 256) if smoke else (256, 4096)):

@@ -67,6 +67,18 @@ def test_token_stats_reads_non_contiguous_logits(poisoned):
         _assert_stats_equal(got, ops.token_stats_reference(x, score=score, mask_id=7))
 
 
+def test_rows_gathers_inside_the_kernel_without_copying_the_logits(poisoned):
+    g = torch.Generator().manual_seed(9)
+    out = (torch.randn(3, 11, 130, generator=g) * 2).to(torch.bfloat16).to(DEV)  # a model's [B, L, V] output
+    rows = torch.tensor([0, 5, 32, 12, 7], device=DEV)  # flat indices b * L + i of the fillable positions
+    flat = out.view(-1, 130)
+    for score in ("confidence", "entropy"):
+        got = ks.token_stats(flat, score=score, mask_id=4, rows=rows, _block_v=64)
+        _assert_stats_equal(got, ops.token_stats_reference(flat[rows], score=score, mask_id=4))
+    with pytest.raises(ValueError, match="rows"):
+        ks.token_stats(flat, rows=torch.tensor([33], device=DEV) + 1000)
+
+
 def test_ties_go_to_the_lowest_token_across_tiles_and_splits(poisoned):
     x = torch.zeros(3, 200)
     x[0, [150, 20, 199]] = 5.0  # the max three times, in different tiles
