@@ -8,9 +8,11 @@ Steps (each result file is written as soon as its step finishes, so a run cut sh
   5. a summary against the issue's targets: kernels_gpu_summary.md
 
 Results go to $OUT when it is set (the device runner copies it back), else benchmarks/results/.
-Budget: about 8 minutes on one H200 (use --full for every attention length).
+Budget: about 8 minutes on one H200 (use --full for every attention length); benchmarks that would start
+after --budget-s seconds (default 420) are skipped and say so.
 
     python benchmarks/gpu_kernels.py [--full] [--skip-tests]
+    python benchmarks/gpu_kernels.py --smoke /tmp/gk   # plumbing check on CPU; interpreter timings, not results
 """
 from __future__ import annotations
 
@@ -58,7 +60,10 @@ def _best(rows, **match):
 def summary(out: Path, env: dict, tests: dict | None, sel: list, loss: list, attn: list) -> Path:
     lines = ["# Triton kernels on GPU: summary against the issue's targets", "",
              f"{env.get('date_utc')}, {env.get('gpu')}, torch {env.get('torch')}, triton {env.get('triton')}, "
-             f"git {env.get('git')}. Command: `python benchmarks/gpu_kernels.py`.", ""]
+             f"git {env.get('git')}. Command: `{env.get('command')}`.", ""]
+    if env.get("interpreter"):
+        lines += ["SMOKE RUN through Triton's interpreter on CPU: these timings check the script, they are not "
+                  "GPU results.", ""]
     if tests is not None:
         lines.append(f"Kernel tests on the GPU: return code {tests['returncode']} in {tests['seconds']} s "
                      "(details in kernels_gpu_tests.txt).")
@@ -105,19 +110,33 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--full", action="store_true", help="every attention length (512 ... 8192)")
     ap.add_argument("--skip-tests", action="store_true")
-    ap.add_argument("--tests-timeout", type=int, default=240)
+    ap.add_argument("--smoke", metavar="DIR", help="no GPU needed: tiny shapes through the interpreter, files to DIR")
+    ap.add_argument("--tests-timeout", type=int, default=180)
+    ap.add_argument("--budget-s", type=int, default=420,
+                    help="skip the remaining benchmarks once this many seconds have passed")
     args = ap.parse_args(argv)
-    os.environ.pop("TRITON_INTERPRET", None)
+    start = time.time()
+    if args.smoke:  # check this script's plumbing without a GPU: tiny shapes, interpreter, results to --smoke dir
+        import torch  # noqa: PLC0415
+        if not torch.cuda.is_available():
+            os.environ["TRITON_INTERPRET"] = "1"
+        args.skip_tests = True
+    else:
+        os.environ.pop("TRITON_INTERPRET", None)
     import bench_kernels_common as C  # noqa: PLC0415
-    if not C.on_gpu():
-        print("gpu_kernels.py needs a CUDA GPU", file=sys.stderr)
+    if not C.on_gpu() and not args.smoke:
+        print("gpu_kernels.py needs a CUDA GPU (--smoke DIR checks the script on CPU)", file=sys.stderr)
         return 2
-    out = Path(os.environ["OUT"]) if os.environ.get("OUT") else C.RESULTS
+    if args.smoke:
+        out = Path(args.smoke)
+    else:
+        out = Path(os.environ["OUT"]) if os.environ.get("OUT") else C.RESULTS
     out.mkdir(parents=True, exist_ok=True)
-    env = C.environment("python benchmarks/gpu_kernels.py" + (" --full" if args.full else ""))
-    gpu = env["gpu"].replace(" ", "_").lower()
+    env = C.environment("python benchmarks/gpu_kernels.py" + (" --full" if args.full else "")
+                        + (" --smoke" if args.smoke else ""))
+    gpu = env.get("gpu", "interpreter-smoke").replace(" ", "_").lower()
     (out / "kernels_gpu_env.json").write_text(json.dumps(env, indent=1))
-    _log(f"{env['gpu']}, torch {env['torch']}, triton {env['triton']}")
+    _log(f"{env.get('gpu', 'no GPU')}, torch {env['torch']}, triton {env['triton']}")
     tests = None
     if not args.skip_tests:
         _log("kernel tests on the GPU")
@@ -131,15 +150,21 @@ def main(argv=None) -> int:
             ("select", "Fused token selection (GPU)", BS, {}),
             ("loss", "Fused masked-diffusion loss through the LM head (GPU)", BL, {}),
             ("attention", "Non-causal attention (GPU)", BA, {"quick": not args.full})):
+        if time.time() - start > args.budget_s:
+            _log(f"skipping {key}: over the {args.budget_s} s budget")
+            results[key] = []
+            continue
         _log(f"benchmark: {key}")
         t0 = time.time()
         try:
-            rows, notes = mod.run(False, **kwargs)
+            rows, notes = mod.run(args.smoke, **kwargs)
         except Exception as e:  # noqa: BLE001 - keep going: the other benchmarks still run and are written
             rows, notes = [], [f"benchmark failed: {type(e).__name__}: {e}"]
             _log(notes[0])
         results[key] = rows
         notes = notes + [f"Step time {time.time() - t0:.0f} s."]
+        if args.smoke:
+            title = "SMOKE (interpreter on CPU, not GPU results): " + title
         path = C.write_results(f"kernels_{key}_{gpu}", title, env, rows, notes, out)
         _log(f"wrote {path}")
     path = summary(out, env, tests, results["select"], results["loss"], results["attention"])
