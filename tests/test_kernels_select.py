@@ -57,6 +57,17 @@ def test_token_stats_gives_the_reference_tokens_and_scores_for_every_score_kind(
                 _assert_stats_equal(got, ops.token_stats_reference(x, score=score, mask_id=mask_id))
 
 
+def test_the_largest_supported_vocabulary_of_262144_columns():
+    g = torch.Generator().manual_seed(10)
+    V = 262_144
+    x = torch.randn(2, V, generator=g).to(torch.bfloat16).to(DEV)
+    x[1, V - 3] = 30.0  # the winner in the last tile
+    for score in ("margin", "entropy"):
+        got = ks.token_stats(x, score=score, mask_id=V - 1)
+        _assert_stats_equal(got, ops.token_stats_reference(x, score=score, mask_id=V - 1))
+    assert got[0][1].item() == V - 3
+
+
 def test_token_stats_reads_non_contiguous_logits(poisoned):
     g = torch.Generator().manual_seed(2)
     base = torch.randn(300, 9, generator=g).to(DEV)
