@@ -24,7 +24,6 @@ row), so a draw does not depend on the block size, the split or the launch order
 """
 from __future__ import annotations
 
-import math
 
 import torch
 import triton
