@@ -175,14 +175,26 @@ def linear_token_stats_tiled(hidden: torch.Tensor, weight: torch.Tensor, bias: t
     u = torch.zeros(N, device=dev)
     idx = torch.zeros(N, dtype=torch.long, device=dev)
     nan = torch.zeros(N, dtype=torch.bool, device=dev)
+    # two [N, tile] float32 buffers reused by every tile: the memory stays put whatever the allocator does
+    zbuf = torch.empty(N * min(tile, V), device=dev)
+    ebuf = torch.empty_like(zbuf)
     for v0 in range(0, V, tile):
-        z = F.linear(hidden, weight[v0:v0 + tile], None if bias is None else bias[v0:v0 + tile]).float()  # [N, T]
-        if mask_id is not None and v0 <= mask_id < v0 + z.shape[1]:
+        T = min(tile, V - v0)
+        z, e = zbuf[: N * T].view(N, T), ebuf[: N * T].view(N, T)
+        w_t, b_t = weight[v0:v0 + T], None if bias is None else bias[v0:v0 + T]
+        if hidden.dtype == weight.dtype == torch.float32:
+            if b_t is None:
+                torch.mm(hidden, w_t.t(), out=z)
+            else:
+                torch.addmm(b_t, hidden, w_t.t(), out=z)  # what F.linear computes
+        else:
+            z.copy_(F.linear(hidden, w_t, b_t))  # rounded to the logits' dtype first, as the model's logits are
+        if mask_id is not None and v0 <= mask_id < v0 + T:
             z[:, mask_id - v0] = -math.inf
         nan |= torch.isnan(z.amax(-1))
         i1 = z.argmax(-1)  # the first maximal index, as torch.argmax over the whole row
         t1 = z.gather(-1, i1[:, None]).squeeze(-1)
-        if score == "margin" and z.shape[1] > 1:
+        if score == "margin" and T > 1:
             t2 = torch.topk(z, 2, dim=-1).values[:, 1]
         else:
             t2 = torch.full_like(t1, -math.inf)
@@ -190,11 +202,13 @@ def linear_token_stats_tiled(hidden: torch.Tensor, weight: torch.Tensor, bias: t
         finite = torch.isfinite(new_m)
         shift = torch.where(finite, new_m, torch.zeros_like(new_m))
         scale = torch.where(finite & torch.isfinite(m), torch.exp(m - shift), torch.zeros_like(m))  # old sums
-        zs = (z - shift[:, None]).clamp_(min=-1e30)  # [N, T]; -inf (p = 0) -> finite so 0 * log stays 0
-        e = zs.exp()
         delta = torch.where(finite & torch.isfinite(m), m - shift, torch.zeros_like(m))
-        u = scale * (u + delta * s) + (e * zs).sum(-1) if score == "entropy" else u
-        s = scale * s + e.sum(-1)
+        z.sub_(shift[:, None]).clamp_(min=-1e30)  # z - m; -inf (p = 0) -> finite so 0 * log stays 0
+        torch.exp(z, out=e)
+        s_tile = e.sum(-1)
+        if score == "entropy":
+            u = scale * (u + delta * s) + e.mul_(z).sum(-1)
+        s = scale * s + s_tile
         m2 = torch.maximum(torch.minimum(m, t1), torch.maximum(m2, t2))
         idx = torch.where(t1 > m, i1 + v0, idx)
         m = new_m
