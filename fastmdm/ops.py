@@ -191,9 +191,9 @@ def linear_token_stats_tiled(hidden: torch.Tensor, weight: torch.Tensor, bias: t
             z.copy_(F.linear(hidden, w_t, b_t))  # rounded to the logits' dtype first, as the model's logits are
         if mask_id is not None and v0 <= mask_id < v0 + T:
             z[:, mask_id - v0] = -math.inf
-        nan |= torch.isnan(z.amax(-1))
-        i1 = z.argmax(-1)  # the first maximal index, as torch.argmax over the whole row
+        i1 = z.argmax(-1)  # the first maximal index, as torch.argmax over the whole row (NaN counts as maximal)
         t1 = z.gather(-1, i1[:, None]).squeeze(-1)
+        nan |= torch.isnan(t1)
         if score == "margin" and T > 1:
             t2 = torch.topk(z, 2, dim=-1).values[:, 1]
         else:
@@ -203,10 +203,11 @@ def linear_token_stats_tiled(hidden: torch.Tensor, weight: torch.Tensor, bias: t
         shift = torch.where(finite, new_m, torch.zeros_like(new_m))
         scale = torch.where(finite & torch.isfinite(m), torch.exp(m - shift), torch.zeros_like(m))  # old sums
         delta = torch.where(finite & torch.isfinite(m), m - shift, torch.zeros_like(m))
-        z.sub_(shift[:, None]).clamp_(min=-1e30)  # z - m; -inf (p = 0) -> finite so 0 * log stays 0
+        z.sub_(shift[:, None])  # z - m
         torch.exp(z, out=e)
         s_tile = e.sum(-1)
         if score == "entropy":
+            z.clamp_(min=-1e30)  # -inf (p = 0) -> finite, so 0 * log p stays 0
             u = scale * (u + delta * s) + e.mul_(z).sum(-1)
         s = scale * s + s_tile
         m2 = torch.maximum(torch.minimum(m, t1), torch.maximum(m2, t2))
