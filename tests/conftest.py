@@ -1,6 +1,8 @@
+import math
 import os
 import sys
 
+import pytest
 import torch
 
 # Triton kernels run in the interpreter on machines without a GPU; the variable must be set before any
@@ -9,3 +11,16 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 sys.path.insert(0, os.path.dirname(__file__))
+
+
+@pytest.fixture
+def poisoned(monkeypatch):
+    """torch.empty returns NaN-filled floats and -1-filled integers, so an output element a kernel forgets
+    to write fails its test."""
+    real = torch.empty
+
+    def empty(*args, **kwargs):
+        t = real(*args, **kwargs)
+        return t.fill_(math.nan) if t.is_floating_point() else t.fill_(-1) if t.dtype != torch.bool else t
+
+    monkeypatch.setattr(torch, "empty", empty)

@@ -1,39 +1,21 @@
 """fastmdm.kernels.attention against fastmdm.ops.attention_reference (SDPA semantics) and its autograd,
 through Triton's interpreter on CPU (compiled kernels on a CUDA machine)."""
-import math
-import os
 
 import pytest
 import torch
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")  # tests/conftest.py does the same before any import
+from kernel_env import device_for  # noqa: E402  (sets TRITON_INTERPRET=1 without a GPU)
 
 from fastmdm import ops  # noqa: E402
 
 triton = pytest.importorskip("triton")
 from fastmdm.kernels import attention as ka  # noqa: E402
 
-DEV = "cuda" if torch.cuda.is_available() and not ka.INTERPRET else "cpu"
-if DEV == "cpu" and not ka.INTERPRET:
-    pytest.skip("fastmdm.kernels was imported without TRITON_INTERPRET=1 and there is no GPU",
-                allow_module_level=True)
+DEV = device_for(ka)
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
 # absolute tolerances on O(1) values, set by each dtype's rounding of the output and of p before p @ v
 TOL = {torch.float32: 2e-4, torch.float16: 4e-3, torch.bfloat16: 3e-2}
-
-
-@pytest.fixture
-def poisoned(monkeypatch):
-    """torch.empty returns NaN-filled floats, so an output element a kernel forgets to write fails."""
-    real = torch.empty
-
-    def empty(*args, **kwargs):
-        t = real(*args, **kwargs)
-        return t.fill_(math.nan) if t.is_floating_point() else t
-
-    monkeypatch.setattr(torch, "empty", empty)
 
 
 def _inputs(g, B, Hq, Hkv, L, S, D, dtype, pad):

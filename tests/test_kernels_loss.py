@@ -1,13 +1,10 @@
 """fastmdm.kernels.loss (weighted cross-entropy fused with the LM head) against
 fastmdm.ops.linear_weighted_ce_reference and its autograd, through Triton's interpreter on CPU."""
-import math
-import os
 
 import pytest
 import torch
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")  # tests/conftest.py does the same before any import
+from kernel_env import device_for  # noqa: E402  (sets TRITON_INTERPRET=1 without a GPU)
 
 import fastmdm  # noqa: E402
 from fastmdm import ops  # noqa: E402
@@ -15,25 +12,11 @@ from fastmdm import ops  # noqa: E402
 triton = pytest.importorskip("triton")
 from fastmdm.kernels import loss as kl  # noqa: E402
 
-DEV = "cuda" if torch.cuda.is_available() and not kl.INTERPRET else "cpu"
-if DEV == "cpu" and not kl.INTERPRET:
-    pytest.skip("fastmdm.kernels was imported without TRITON_INTERPRET=1 and there is no GPU",
-                allow_module_level=True)
+DEV = device_for(kl)
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
 # relative tolerance of gradients (to their largest element): rounding of logits gradients to the dtype
 GRAD_RTOL = {torch.float32: 1e-5, torch.float16: 3e-3, torch.bfloat16: 2e-2}
-
-
-@pytest.fixture
-def poisoned(monkeypatch):
-    real = torch.empty
-
-    def empty(*args, **kwargs):
-        t = real(*args, **kwargs)
-        return t.fill_(math.nan) if t.is_floating_point() else t
-
-    monkeypatch.setattr(torch, "empty", empty)
 
 
 def _close_rel(a, b, rtol):

@@ -1,12 +1,10 @@
 """`fastmdm.sample(..., backend="triton")` decodes exactly the tokens of backend="torch" at temperature 0,
 for every strategy and schedule, with and without the model's hidden-state path (Triton's interpreter on CPU)."""
-import os
 
 import pytest
 import torch
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")  # tests/conftest.py does the same before any import
+from kernel_env import device_for  # noqa: E402  (sets TRITON_INTERPRET=1 without a GPU)
 
 import fastmdm  # noqa: E402
 
@@ -14,10 +12,7 @@ triton = pytest.importorskip("triton")
 from fastmdm.kernels import select as ks  # noqa: E402
 from toy import LogitsOnly, ToyMDM  # noqa: E402
 
-DEV = "cuda" if torch.cuda.is_available() and not ks.INTERPRET else "cpu"
-if DEV == "cpu" and not ks.INTERPRET:
-    pytest.skip("fastmdm.kernels was imported without TRITON_INTERPRET=1 and there is no GPU",
-                allow_module_level=True)
+DEV = device_for(ks)
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
 VOCAB, MASK = 23, 22

@@ -1,41 +1,24 @@
 """fastmdm.kernels.select against the torch references of fastmdm.ops, through Triton's interpreter on CPU
 (on a CUDA machine the same tests run the compiled kernels)."""
 import math
-import os
 
 import pytest
 import torch
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")  # tests/conftest.py does the same before any import
+from kernel_env import device_for  # noqa: E402  (sets TRITON_INTERPRET=1 without a GPU)
 
 from fastmdm import ops  # noqa: E402
 
 triton = pytest.importorskip("triton")
 from fastmdm.kernels import select as ks  # noqa: E402
 
-DEV = "cuda" if torch.cuda.is_available() and not ks.INTERPRET else "cpu"
-if DEV == "cpu" and not ks.INTERPRET:
-    pytest.skip("fastmdm.kernels was imported without TRITON_INTERPRET=1 and there is no GPU",
-                allow_module_level=True)
+DEV = device_for(ks)
 
 # numpy's overflow / invalid-value warnings from the interpreter's emulation (Philox wraps uint32 on purpose)
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 SCORES = ["confidence", "margin", "entropy", "none"]
-
-
-@pytest.fixture
-def poisoned(monkeypatch):
-    """torch.empty returns NaN (floats) / -1 (integers), so an element a kernel forgets to write fails."""
-    real = torch.empty
-
-    def empty(*args, **kwargs):
-        t = real(*args, **kwargs)
-        return t.fill_(math.nan) if t.is_floating_point() else t.fill_(-1)
-
-    monkeypatch.setattr(torch, "empty", empty)
 
 
 def _assert_stats_equal(got, ref, rtol=1e-5, atol=1e-6):

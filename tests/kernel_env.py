@@ -1,0 +1,18 @@
+"""Shared setup of the kernel tests: Triton's interpreter on machines without a GPU, and the device to test on."""
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # conftest.py does the same before any import
+
+
+def device_for(kernel_module) -> str:
+    """'cuda' for compiled kernels, 'cpu' under the interpreter; skips the module when neither can run."""
+    if torch.cuda.is_available() and not kernel_module.INTERPRET:
+        return "cuda"
+    if not kernel_module.INTERPRET:
+        pytest.skip("fastmdm.kernels was imported without TRITON_INTERPRET=1 and there is no GPU",
+                    allow_module_level=True)
+    return "cpu"
