@@ -138,12 +138,16 @@ def token_stats_eager(logits: torch.Tensor, *, score: str = "confidence", temper
 
 def token_stats(logits: torch.Tensor, *, score: str = "confidence", temperature: float = 0.0,
                 mask_id: int | None = None, generator: torch.Generator | None = None, backend: str = "auto",
-                overwrite: bool = False):
-    """(tokens, scores) for each row of `logits` [N, V]; see `token_stats_reference`. `overwrite=True` lets
-    the torch backend reuse a float32 `logits` buffer the caller owns."""
+                overwrite: bool = False, rows: torch.Tensor | None = None):
+    """(tokens, scores) for each row of `logits` [N, V] (of `logits[rows]` when `rows` is given: the Triton
+    kernel then reads those rows in place); see `token_stats_reference`. `overwrite=True` lets the torch
+    backend reuse a float32 `logits` buffer the caller owns."""
     if resolve_backend(backend, logits) == "triton":
         from fastmdm.kernels import select as _k  # noqa: PLC0415
-        return _k.token_stats(logits, score=score, temperature=temperature, mask_id=mask_id, generator=generator)
+        return _k.token_stats(logits, score=score, temperature=temperature, mask_id=mask_id, generator=generator,
+                              rows=rows)
+    if rows is not None:
+        logits, overwrite = logits[rows], True  # the gathered copy is ours
     return token_stats_eager(logits, score=score, temperature=temperature, mask_id=mask_id, generator=generator,
                              overwrite=overwrite)
 

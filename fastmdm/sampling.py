@@ -212,14 +212,19 @@ def make_plan(k, steps, threshold, groups):
 # scoring chunks
 # ----------------------------------------------------------------------------------------------
 class Chunk:
-    """Some rows to score: hidden states + LM head, or logits already computed by the model."""
+    """Some rows to score: hidden states + LM head, or rows `rows` of the model's logits `source` [B * L, V]."""
 
-    def __init__(self, *, logits=None, hidden=None, weight=None, bias=None):
-        self._logits, self.hidden, self.weight, self.bias = logits, hidden, weight, bias
+    def __init__(self, *, source=None, rows=None, hidden=None, weight=None, bias=None):
+        self.source, self.rows, self.hidden, self.weight, self.bias = source, rows, hidden, weight, bias
+        self._logits = None
 
     def logits(self) -> torch.Tensor:
+        """The rows' logits [N, V] (gathered or computed on first use, then kept)."""
         if self._logits is None:
-            self._logits = torch.nn.functional.linear(self.hidden, self.weight, self.bias)
+            if self.hidden is not None:
+                self._logits = torch.nn.functional.linear(self.hidden, self.weight, self.bias)
+            else:
+                self._logits = self.source[self.rows]
         return self._logits
 
 
@@ -244,6 +249,8 @@ class StrategyScorer:
         if chunk.hidden is not None and named:
             tokens, scores = ops.linear_token_stats(chunk.hidden, chunk.weight, chunk.bias,
                                                     max_bytes=LOGITS_CHUNK_BYTES, **kw)
+        elif chunk._logits is None and chunk.hidden is None:  # the kernel reads the rows in place
+            tokens, scores = ops.token_stats(chunk.source, rows=chunk.rows, **kw)
         else:
             tokens, scores = ops.token_stats(chunk.logits(), overwrite=True, **kw)  # the chunk owns its logits
         if self.strategy == "random":
@@ -323,10 +330,12 @@ def decode(model, x, attention_mask, fillable, groups, *, plan, scorer, mask_id,
             per_chunk = max(1, (chunk_bytes or LOGITS_CHUNK_BYTES) // (4 * V))
         tokens = torch.empty(rows.shape[0], dtype=torch.long, device=x.device)
         scores = torch.empty(rows.shape[0], dtype=torch.float32, device=x.device)
+        flat = None if use_hidden else out.reshape(B * L, V)
         with torch.no_grad():
             for i in range(0, rows.shape[0], per_chunk):
                 r, c = rows[i:i + per_chunk], cols[i:i + per_chunk]
-                chunk = Chunk(hidden=out[r, c], weight=weight, bias=bias) if use_hidden else Chunk(logits=out[r, c])
+                chunk = Chunk(hidden=out[r, c], weight=weight, bias=bias) if use_hidden else \
+                    Chunk(source=flat, rows=r * L + c)
                 tokens[i:i + per_chunk], scores[i:i + per_chunk] = scorer(chunk)
         bad = torch.isnan(scores)
         if bool(bad.any()):

@@ -113,3 +113,13 @@ def test_tiled_entropy_stays_accurate_for_large_logits():
     _, s_ref = ops.linear_token_stats_reference(h.double(), w.double(), score="entropy")
     _, s = ops.linear_token_stats_tiled(h, w, score="entropy", max_bytes=4 * 4 * 256)
     torch.testing.assert_close(s, s_ref.float(), rtol=1e-4, atol=1e-5)
+
+
+def test_rows_select_logits_rows_without_the_caller_gathering_them():
+    logits = torch.randn(4, 6, 30)
+    rows = torch.tensor([3, 17, 0, 22])
+    flat = logits.reshape(24, 30)
+    before = flat.clone()
+    t, s = ops.token_stats(flat, rows=rows, score="margin", mask_id=2, backend="torch")
+    t_ref, s_ref = ops.token_stats_reference(flat[rows], score="margin", mask_id=2)
+    assert torch.equal(t, t_ref) and torch.allclose(s, s_ref) and torch.equal(flat, before)
