@@ -75,3 +75,11 @@ def test_weights_that_do_not_match_the_config_are_rejected(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="does not match"):
         ckpt.load_model(tmp_path)
+
+
+def test_checkpoint_files_get_ordinary_permissions_not_the_temporary_files_0600(tmp_path):
+    ckpt.save_model(tmp_path, Transformer(preset("tiny")))
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in ("model.safetensors", "config.json"):
+        assert (os.stat(tmp_path / f).st_mode & 0o777) == (0o666 & ~umask)
