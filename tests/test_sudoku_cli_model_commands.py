@@ -69,11 +69,12 @@ def test_eval_on_a_file_prints_a_table_and_writes_json(ckpt, tmp_path, capsys):
 
 
 def test_demo_prints_the_table_and_the_margin_fill_order(ckpt, capsys):
-    assert main(["demo", "--checkpoint", ckpt, "--n", "8", "--no-animation"]) == 0
+    assert main(["demo", "--checkpoint", ckpt, "--n", "8", "--no-animation", "--hard"]) == 0
     out = capsys.readouterr().out
     for s in ("random", "confidence", "margin", "entropy"):
         assert f"| {s} |" in out
     assert "fill step of each blank" in out and "order: r" in out
+    assert "hard: puzzles solved" in out
 
 
 def test_train_command_runs_and_resumes(tmp_path, capsys):

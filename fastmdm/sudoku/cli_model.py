@@ -96,7 +96,8 @@ def register(sudoku_sub, top_sub) -> None:
 
     p = top_sub.add_parser("demo", help="the shipped Sudoku MDM: accuracy per strategy and one puzzle solved "
                                         "step by step")
-    p.add_argument("--n", type=int, default=200, help="test puzzles per strategy")
+    p.add_argument("--n", type=int, default=64, help="test puzzles per strategy")
+    p.add_argument("--hard", action="store_true", help="also run the hard split (about twice the time)")
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-animation", action="store_true", help="print the fill order without pauses")

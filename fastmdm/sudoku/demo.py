@@ -51,7 +51,8 @@ def order_grid(order: np.ndarray) -> str:
     return "\n".join(rows)
 
 
-def run(n: int = 200, checkpoint=None, seed: int = 0, animate: bool | None = None, out=sys.stdout) -> dict:
+def run(n: int = 64, checkpoint=None, seed: int = 0, animate: bool | None = None, hard: bool = False,
+        out=sys.stdout) -> dict:
     from fastmdm.sudoku import data as sdata  # noqa: PLC0415
     from fastmdm.sudoku import model as smodel  # noqa: PLC0415
     from fastmdm.sudoku.evaluate import evaluate, format_table, solve_batch  # noqa: PLC0415
@@ -62,8 +63,10 @@ def run(n: int = 200, checkpoint=None, seed: int = 0, animate: bool | None = Non
     trained = cfg.get("trained", {})
     print(f"fastmdm demo: a {n_params / 1e6:.2f}M-parameter masked diffusion model "
           f"({trained.get('steps', '?')} training steps) solving Sudoku.", file=out)
-    print(f"Generating {n} fresh puzzles of each split with the native engine (never seen in training) ...", file=out)
-    sets = {split: sdata.generate(n, split, seed=DEMO_SEED + seed) for split in ("standard", "hard")}
+    splits = ("standard", "hard") if hard else ("standard",)
+    print(f"Generating {n} fresh {' and '.join(splits)} puzzles with the native engine (never seen in training) ...",
+          file=out)
+    sets = {split: sdata.generate(n, split, seed=DEMO_SEED + seed) for split in splits}
     print("Each puzzle is decoded one cell per model call; strategies differ only in which blank they fill next.",
           file=out, flush=True)
     results = {}
@@ -109,5 +112,6 @@ def run(n: int = 200, checkpoint=None, seed: int = 0, animate: bool | None = Non
 def run_cli(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    run(n=args.n, checkpoint=args.checkpoint, seed=args.seed, animate=False if args.no_animation else None)
+    run(n=args.n, checkpoint=args.checkpoint, seed=args.seed, animate=False if args.no_animation else None,
+        hard=args.hard)
     return 0
