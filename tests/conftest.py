@@ -24,3 +24,12 @@ def poisoned(monkeypatch):
         return t.fill_(math.nan) if t.is_floating_point() else t.fill_(-1) if t.dtype != torch.bool else t
 
     monkeypatch.setattr(torch, "empty", empty)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny shapes: one torch thread avoids OpenMP barrier costs on a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -5,13 +5,7 @@ import fastmdm
 from fastmdm.models import PRESETS, Transformer, TransformerConfig, preset
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny shapes: one thread avoids OpenMP barrier costs on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(**kw):

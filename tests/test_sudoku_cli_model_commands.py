@@ -8,13 +8,7 @@ from fastmdm.cli import main
 from fastmdm.sudoku.data import synthetic_puzzles
 from fastmdm.sudoku.model import sudoku_model
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny shapes: one thread avoids OpenMP barrier costs on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 PUZZLE = "53..7....6..195....98....6.8...6...34..8.3..17...2...6.6....28....419..5....8..79"

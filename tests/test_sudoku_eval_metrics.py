@@ -8,13 +8,7 @@ from fastmdm.sudoku.data import synthetic_puzzles
 from fastmdm.sudoku.evaluate import evaluate, format_table, plot
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny shapes: one thread avoids OpenMP barrier costs on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Oracle(torch.nn.Module):

@@ -14,12 +14,7 @@ from fastmdm.sudoku.model import SHIPPED_CHECKPOINT, load
 CARD = SHIPPED_CHECKPOINT.parent / "MODEL_CARD.md"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_the_shipped_checkpoint_is_safetensors_and_json_under_25_mb():
