@@ -62,6 +62,26 @@ def test_eval_on_a_file_prints_a_table_and_writes_json(ckpt, tmp_path, capsys):
     assert [r["strategy"] for r in rows] == ["random", "margin"] and rows[0]["n"] == 6 and rows[0]["nfe"] == 10
 
 
+def test_eval_sweeps_k_into_one_table_per_value_json_and_a_line_chart(ckpt, tmp_path, capsys):
+    d = synthetic_puzzles(4, seed=3)
+    f = tmp_path / "set.txt"
+    f.write_text("\n".join("".join(map(str, p)) + " " + "".join(map(str, s))
+                           for p, s in zip(d["puzzles"], d["solutions"])) + "\n")
+    out, png = tmp_path / "r.json", tmp_path / "sweep.png"
+    assert main(["sudoku", "eval", "--checkpoint", ckpt, "--file", str(f), "--strategies", "margin",
+                 "--sweep-k", "1,4,16", "--json", str(out), "--plot", str(png)]) == 0
+    text = capsys.readouterr().out
+    assert text.count("| margin |") == 3 and "k=16" in text
+    sweep = json.loads(out.read_text())["sweep"]
+    assert [s["k"] for s in sweep] == [1, 4, 16]
+    blanks = int((torch.as_tensor(d["puzzles"]) == 0).sum(1).max())
+    assert [s["results"][str(f)][0]["nfe"] for s in sweep][0] == blanks  # one cell per call
+    assert sweep[2]["results"][str(f)][0]["nfe"] == -(-blanks // 16)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(SystemExit, match="sweep-k"):
+        main(["sudoku", "eval", "--checkpoint", ckpt, "--file", str(f), "--sweep-k", "0,2"])
+
+
 def test_demo_prints_the_table_and_the_margin_fill_order(ckpt, capsys):
     assert main(["demo", "--checkpoint", ckpt, "--n", "8", "--no-animation", "--hard"]) == 0
     out = capsys.readouterr().out

@@ -80,7 +80,9 @@ def register(sudoku_sub, top_sub) -> None:
     p.add_argument("--n", "--num-puzzles", dest="n", type=int, default=1000,
                    help="puzzles per split (under torchrun spell it --num-puzzles: torchrun claims --n)")
     p.add_argument("--json", default=None, help="also write the results as JSON to this path")
-    p.add_argument("--plot", default=None, help="write a PNG bar chart of puzzle accuracy to this path")
+    p.add_argument("--plot", default=None, help="write a PNG chart of puzzle accuracy to this path (per strategy; "
+                                                "with --sweep-k, against k)")
+    p.add_argument("--sweep-k", default=None, help="evaluate each of these cells-per-call values, e.g. 1,2,4,8")
     p.add_argument("--cache-dir", default=None, help="where generated test sets are cached")
     _decoding_args(p)
     p.set_defaults(func=_eval)

@@ -137,6 +137,42 @@ def plot(results: dict[str, list[dict]], path) -> None:
     plt.close(fig)
 
 
+def plot_sweep(sweep: list[tuple[int, dict[str, list[dict]]]], path, xlabel: str = "cells filled per model call (k)"):
+    """A line chart of puzzle accuracy against the swept setting, one line per strategy and split."""
+    try:
+        import matplotlib  # noqa: PLC0415
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+    except ImportError as e:
+        raise RuntimeError("--plot needs matplotlib: pip install 'fastmdm[plot]'") from e
+    xs = [x for x, _ in sweep]
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for sp, style in zip(sweep[0][1], ("-", "--", ":", "-.")):
+        for st in [r["strategy"] for r in sweep[0][1][sp]]:
+            acc = [100 * next(r for r in res[sp] if r["strategy"] == st)["puzzle_acc"] for _, res in sweep]
+            ax.plot(xs, acc, style, marker="o", label=f"{st} ({sp})")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(xs, [str(x) for x in xs])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("puzzles solved (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def parse_sweep(text: str) -> list[int]:
+    """'1,2,4,8' -> [1, 2, 4, 8]; a clear error otherwise."""
+    try:
+        ks = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        ks = []
+    if not ks or min(ks) < 1:
+        raise SystemExit(f"--sweep-k: expected comma-separated integers >= 1 such as 1,2,4,8, got {text!r}")
+    return ks
+
+
 def load_eval_sets(args) -> dict:
     """{name: {"puzzles", "solutions"}} from --file or the project's test splits."""
     from fastmdm.sudoku import data as sdata  # noqa: PLC0415
@@ -169,25 +205,37 @@ def run_cli(args) -> int:
             dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
         if device.startswith("cuda"):
             device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    sweep_k = parse_sweep(args.sweep_k) if getattr(args, "sweep_k", None) else None
+    if sweep_k and (args.k or args.steps):
+        raise SystemExit("--sweep-k replaces --k and --steps: pass only one of them")
     model, cfg = smodel.load(args.checkpoint, device=device)
     sets = load_eval_sets(args)
-    results = {}
-    for name, d in sets.items():
-        results[name] = evaluate(model, d["puzzles"], d["solutions"], strategies=args.strategies, k=args.k,
-                                 steps=args.steps, score_noise=args.score_noise, batch_size=args.batch_size,
-                                 seed=args.seed, progress=rank == 0, rank=rank, world_size=world)
+    sweep = []
+    for k in sweep_k or [args.k]:
+        results = {}
+        for name, d in sets.items():
+            results[name] = evaluate(model, d["puzzles"], d["solutions"], strategies=args.strategies, k=k,
+                                     steps=args.steps, score_noise=args.score_noise, batch_size=args.batch_size,
+                                     seed=args.seed, progress=rank == 0, rank=rank, world_size=world)
+        sweep.append((k or 1, results))
     if rank == 0:
-        sched = f"steps={args.steps}" if args.steps else f"k={args.k or 1}"
         ck = args.checkpoint or str(smodel.SHIPPED_CHECKPOINT)
-        print(f"checkpoint: {ck}; decoding {sched}, score_noise={args.score_noise}, seed={args.seed}")
-        print(format_table(results))
+        for k, results in sweep:
+            sched = f"steps={args.steps}" if args.steps else f"k={k}"
+            print(f"checkpoint: {ck}; decoding {sched}, score_noise={args.score_noise}, seed={args.seed}")
+            print(format_table(results))
         settings = {"checkpoint": ck, "k": args.k, "steps": args.steps, "score_noise": args.score_noise,
                     "seed": args.seed, "n": args.n, "world_size": world, "device": device}
         if args.json:
             from fastmdm.checkpoint import atomic_write_json  # noqa: PLC0415
-            atomic_write_json(args.json, {"settings": settings, "results": results})
+            body = {"settings": settings, "results": sweep[0][1]} if not sweep_k else \
+                {"settings": {**settings, "sweep_k": sweep_k}, "sweep": [{"k": k, "results": r} for k, r in sweep]}
+            atomic_write_json(args.json, body)
         if args.plot:
-            plot(results, args.plot)
+            if sweep_k:
+                plot_sweep(sweep, args.plot)
+            else:
+                plot(sweep[0][1], args.plot)
     if world > 1:
         dist.barrier()
     return 0
