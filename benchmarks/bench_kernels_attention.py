@@ -11,12 +11,13 @@ each sequence's keys padded) runs the kernels that take a key padding mask.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_kernels_common as C  # noqa: E402
+
+TITLE = "Non-causal attention (GPU)"
 
 
 def _sdpa(backend_name):
@@ -117,26 +118,7 @@ def run(smoke: bool, quick: bool = False) -> tuple[list[dict], list[str]]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--smoke", action="store_true", help="tiny shapes; without a GPU, through the interpreter")
-    ap.add_argument("--quick", action="store_true", help="L in (512, 2048, 8192) only")
-    ap.add_argument("--out", type=Path, default=C.RESULTS)
-    args = ap.parse_args(argv)
-    if args.smoke:
-        C.prepare_smoke_env()
-    elif not C.on_gpu():
-        print("bench_kernels_attention: needs a CUDA GPU (run with --smoke to check the script on CPU)",
-              file=sys.stderr)
-        return 2
-    rows, notes = run(args.smoke, args.quick)
-    env = C.environment("python benchmarks/bench_kernels_attention.py" + (" --smoke" if args.smoke else "")
-                        + (" --quick" if args.quick else ""))
-    for r in rows:
-        print({k: C.fmt(v) for k, v in r.items()})
-    if not args.smoke:
-        name = "kernels_attention_" + env["gpu"].replace(" ", "_").lower()
-        print(C.write_results(name, "Non-causal attention (GPU)", env, rows, notes, args.out))
-    return 0
+    return C.main(argv, name="kernels_attention", title=TITLE, doc=__doc__, run=run, flags={"--quick": "L in (512, 2048, 8192) only"})
 
 
 if __name__ == "__main__":

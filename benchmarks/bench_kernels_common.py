@@ -145,3 +145,31 @@ def write_results(name: str, title: str, env: dict, rows: list[dict], notes: lis
     tmp.write_text("\n".join(lines) + "\n")
     os.replace(tmp, md)
     return md
+
+
+def main(argv, *, name: str, title: str, doc: str, run, flags: dict[str, str] | None = None) -> int:
+    """The command line every kernel benchmark shares: `--smoke` (tiny shapes through the interpreter, printed
+    only), its own boolean `flags` (passed to `run` as keywords), `--out`; on a GPU the results are written."""
+    import argparse  # noqa: PLC0415
+
+    flags = flags or {}
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--smoke", action="store_true", help="tiny shapes; without a GPU, through the interpreter")
+    for flag, text in flags.items():
+        ap.add_argument(flag, action="store_true", help=text)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    if args.smoke:
+        prepare_smoke_env()
+    elif not on_gpu():
+        print(f"bench_{name}: needs a CUDA GPU (run with --smoke to check the script on CPU)", file=sys.stderr)
+        return 2
+    chosen = {f.lstrip("-").replace("-", "_"): getattr(args, f.lstrip("-").replace("-", "_")) for f in flags}
+    rows, notes = run(args.smoke, **chosen)
+    used = [f for f in ["--smoke", *flags] if getattr(args, f.lstrip("-").replace("-", "_"))]
+    env = environment(" ".join([f"python benchmarks/bench_{name}.py", *used]))
+    for r in rows:
+        print({k: fmt(v) for k, v in r.items()})
+    if not args.smoke:
+        print(write_results(f"{name}_" + env["gpu"].replace(" ", "_").lower(), title, env, rows, notes, args.out))
+    return 0

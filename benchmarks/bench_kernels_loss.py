@@ -10,12 +10,13 @@ the gradient; the fused path one chunk of logits plus dL/dW, accumulated in plac
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_kernels_common as C  # noqa: E402
+
+TITLE = "Fused masked-diffusion loss through the LM head (GPU)"
 
 
 def run(smoke: bool) -> tuple[list[dict], list[str]]:
@@ -66,24 +67,7 @@ def run(smoke: bool) -> tuple[list[dict], list[str]]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--smoke", action="store_true", help="tiny shapes; without a GPU, through the interpreter")
-    ap.add_argument("--out", type=Path, default=C.RESULTS)
-    args = ap.parse_args(argv)
-    if args.smoke:
-        C.prepare_smoke_env()
-    elif not C.on_gpu():
-        print("bench_kernels_loss: needs a CUDA GPU (run with --smoke to check the script on CPU)", file=sys.stderr)
-        return 2
-    rows, notes = run(args.smoke)
-    env = C.environment("python benchmarks/bench_kernels_loss.py" + (" --smoke" if args.smoke else ""))
-    for r in rows:
-        print({k: C.fmt(v) for k, v in r.items()})
-    if not args.smoke:
-        name = "kernels_loss_" + env["gpu"].replace(" ", "_").lower()
-        print(C.write_results(name, "Fused masked-diffusion loss through the LM head (GPU)", env, rows, notes,
-                              args.out))
-    return 0
+    return C.main(argv, name="kernels_loss", title=TITLE, doc=__doc__, run=run, flags={})
 
 
 if __name__ == "__main__":

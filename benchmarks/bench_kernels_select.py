@@ -13,12 +13,13 @@ selection kernel (logits written once and read once), and the fused kernel (no [
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_kernels_common as C  # noqa: E402
+
+TITLE = "Fused token selection (GPU)"
 
 
 def run(smoke: bool) -> tuple[list[dict], list[str]]:
@@ -110,23 +111,7 @@ def run(smoke: bool) -> tuple[list[dict], list[str]]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--smoke", action="store_true", help="tiny shapes; without a GPU, through the interpreter")
-    ap.add_argument("--out", type=Path, default=C.RESULTS)
-    args = ap.parse_args(argv)
-    if args.smoke:
-        C.prepare_smoke_env()
-    elif not C.on_gpu():
-        print("bench_kernels_select: needs a CUDA GPU (run with --smoke to check the script on CPU)", file=sys.stderr)
-        return 2
-    rows, notes = run(args.smoke)
-    env = C.environment("python benchmarks/bench_kernels_select.py" + (" --smoke" if args.smoke else ""))
-    for r in rows:
-        print({k: C.fmt(v) for k, v in r.items()})
-    if not args.smoke:
-        name = "kernels_select_" + env["gpu"].replace(" ", "_").lower()
-        print(C.write_results(name, "Fused token selection (GPU)", env, rows, notes, args.out))
-    return 0
+    return C.main(argv, name="kernels_select", title=TITLE, doc=__doc__, run=run, flags={})
 
 
 if __name__ == "__main__":

@@ -147,9 +147,9 @@ def main(argv=None) -> int:
     import bench_kernels_select as BS  # noqa: PLC0415
     results = {}
     for key, title, mod, kwargs in (
-            ("select", "Fused token selection (GPU)", BS, {}),
-            ("loss", "Fused masked-diffusion loss through the LM head (GPU)", BL, {}),
-            ("attention", "Non-causal attention (GPU)", BA, {"quick": not args.full})):
+            ("select", BS.TITLE, BS, {}),
+            ("loss", BL.TITLE, BL, {}),
+            ("attention", BA.TITLE, BA, {"quick": not args.full})):
         if time.time() - start > args.budget_s:
             _log(f"skipping {key}: over the {args.budget_s} s budget")
             results[key] = []
