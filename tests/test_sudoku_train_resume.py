@@ -84,3 +84,38 @@ def test_bad_training_settings_name_the_option():
         TrainConfig(steps=1, preset="giant")
     with pytest.raises(ValueError, match="batch_size"):
         TrainConfig(steps=1, batch_size=0)
+
+
+def test_init_from_starts_from_the_source_weights_with_a_fresh_schedule_and_records_the_lineage(tmp_path):
+    from fastmdm.checkpoint import load_model
+    from fastmdm.sudoku.model import sudoku_model
+    from fastmdm.sudoku.train import _warm_start
+    train(cfg(tmp_path / "a", save_every=100), pool=POOL, log=quiet)
+    source, _ = load_model(tmp_path / "a")
+    fresh = sudoku_model("tiny")
+    lineage = _warm_start(fresh, tmp_path / "a", "cpu", quiet)
+    for k, v in source.state_dict().items():
+        assert torch.equal(fresh.state_dict()[k], v), k
+    assert lineage == [{"path": str(tmp_path / "a"), "steps": 8, "samples": 128, "world_size": 1,
+                        "parameters": source.num_parameters(), "device": "cpu"}]
+
+    warm = train(cfg(tmp_path / "b", steps=4, save_every=100, init_from=str(tmp_path / "a")), pool=POOL,
+                 log=quiet)["model"].state_dict()
+    cold = train(cfg(tmp_path / "c", steps=4), pool=POOL, log=quiet)["model"].state_dict()
+    assert any(not torch.equal(warm[k], cold[k]) for k in warm)
+    meta = json.loads((tmp_path / "b" / "trainer.json").read_text())
+    assert meta["step"] == 4 and meta["total_steps"] == 4  # the new run's own schedule
+
+    train(cfg(tmp_path / "d", steps=2, save_every=100, init_from=str(tmp_path / "b")), pool=POOL, log=quiet)
+    chain = json.loads((tmp_path / "d" / "config.json").read_text())["trained"]["init_from"]
+    assert [(c["path"], c["steps"]) for c in chain] == [(str(tmp_path / "a"), 8), (str(tmp_path / "b"), 4)]
+
+
+def test_init_from_a_different_architecture_names_the_differences(tmp_path):
+    from fastmdm.sudoku.model import sudoku_model
+    from fastmdm.sudoku.train import _warm_start
+    train(cfg(tmp_path / "a", steps=1, save_every=100), pool=POOL, log=quiet)
+    with pytest.raises(ValueError, match="d_model"):
+        _warm_start(sudoku_model("cpu"), tmp_path / "a", "cpu", quiet)
+    with pytest.raises(FileNotFoundError):
+        _warm_start(sudoku_model("tiny"), tmp_path / "nothing", "cpu", quiet)

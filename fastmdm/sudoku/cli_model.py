@@ -50,6 +50,8 @@ def register(sudoku_sub, top_sub) -> None:
     p.add_argument("--stop-after", type=int, default=None, help="stop this run at that step (resume later)")
     p.add_argument("--out", default="runs/sudoku", help="checkpoint directory")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--init-from", default=None, metavar="DIR",
+                   help="start from this checkpoint's weights with a fresh optimizer and schedule (warm restart)")
     p.add_argument("--batch-size", type=int, default=128, help="per process")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup-steps", type=int, default=200)

@@ -60,6 +60,7 @@ class TrainConfig:
     stop_after: int | None = None       # stop this run at that step (the schedule still spans `steps`)
     out: str = "runs/sudoku"
     cache_dir: str | None = None
+    init_from: str | None = None        # start from this checkpoint's weights (fresh optimizer and schedule)
 
     def __post_init__(self):
         if self.preset not in PRESETS:
@@ -139,6 +140,25 @@ def save_training_state(out: Path, model, opt, step: int, total: int, cfg: Train
     ckpt.atomic_write_json(out / ckpt.TRAINER_META, {"step": step, "total_steps": total, **meta})
 
 
+def _warm_start(model, source, device, log) -> list:
+    """Load `source`'s weights into `model` (same architecture required); return its training lineage."""
+    src = Path(source)
+    src_cfg = ckpt.read_config(src)
+    ours = model.config.to_dict()
+    theirs = src_cfg.get("model", {})
+    diff = sorted(k for k in ours if k != "attention_backend" and theirs.get(k) != ours[k])
+    if diff:
+        detail = ", ".join(f"{k}: {theirs.get(k)!r} there, {ours[k]!r} here" for k in diff)
+        raise ValueError(f"--init-from {src}: the model differs from this run's ({detail})")
+    loaded, _ = ckpt.load_model(src, map_location=device)
+    model.load_state_dict(loaded.state_dict())
+    trained = dict(src_cfg.get("trained", {}))
+    earlier = trained.pop("init_from", []) or []
+    trained.pop("wall_s_this_run", None)
+    log(f"initialised from {src} ({trained.get('steps', '?')} steps, {trained.get('samples', '?')} samples)")
+    return [*earlier, {"path": str(src), **trained}]
+
+
 def train(cfg: TrainConfig, *, resume: bool = False, pool=None, log=None) -> dict:
     """Run training; returns {"model", "step", "history", "out"}. `pool`: optional (train, held) numpy dicts."""
     rank, world, local_rank = _dist_info()
@@ -173,6 +193,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, pool=None, log=None) -> dic
         log(f"resumed from {out} at step {step} of {total}")
     elif resume:
         log(f"--resume: no checkpoint in {out}; starting fresh")
+    lineage = []  # the runs whose weights this run started from, oldest first
+    if step == 0 and cfg.init_from:
+        lineage = _warm_start(model, cfg.init_from, device, log)
 
     train_data, held = pool if pool is not None else load_data(cfg, log)
     pool_p = torch.as_tensor(train_data["puzzles"]).long()
@@ -263,7 +286,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, pool=None, log=None) -> dic
             save_training_state(out, model, opt, step, total, cfg,
                                 {"trained": {"steps": step, "samples": step * cfg.batch_size * world,
                                              "world_size": world, "parameters": n_params,
-                                             "device": str(device)}})
+                                             "device": str(device), "init_from": lineage}})
             with open(out / "history.jsonl", "a") as f:
                 for h in history:
                     f.write(json.dumps(h) + "\n")
@@ -273,7 +296,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, pool=None, log=None) -> dic
         save_training_state(out, model, opt, step, total or step, cfg,
                             {"trained": {"steps": step, "samples": step * cfg.batch_size * world,
                                          "world_size": world, "parameters": n_params, "device": str(device),
-                                         "wall_s_this_run": time.perf_counter() - t_start}})
+                                         "init_from": lineage, "wall_s_this_run": time.perf_counter() - t_start}})
         if history:
             with open(out / "history.jsonl", "a") as f:
                 for h in history:
