@@ -12,6 +12,8 @@ import os
 import torch
 import torch.nn.functional as F
 
+from fastmdm.kernels.common import ATTENTION_MAX_HEAD_DIM
+
 BACKENDS = ("auto", "torch", "triton")
 SCORES = ("confidence", "margin", "entropy", "none")
 
@@ -325,6 +327,8 @@ def _check_attention(q, k, v, key_padding_mask):
 def attention(q, k, v, key_padding_mask=None, scale=None, backend: str = "auto"):
     """Non-causal attention with SDPA's layout and result; differentiable."""
     _check_attention(q, k, v, key_padding_mask)
+    if backend == "auto" and q.shape[-1] > ATTENTION_MAX_HEAD_DIM:
+        backend = "torch"  # the kernel takes head dims up to 128
     if resolve_backend(backend, q, k, v) == "triton":
         from fastmdm.kernels import attention as _k  # noqa: PLC0415
         return _k.attention(q, k, v, key_padding_mask=key_padding_mask, scale=scale)

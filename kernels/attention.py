@@ -11,9 +11,9 @@ The backward follows FlashAttention-2: delta = rowsum(dO * O), one kernel for dK
 resident and loops over the query blocks of every query head that shares its key head, so grouped-query
 gradients are summed in registers, without atomics) and one for dQ (a query block loops over key blocks).
 
-Layout: SDPA's, q [B, Hq, L, D], k and v [B, Hkv, S, D]; any strides; head dims up to 256 (padded to a
-power of two inside the kernel); fp32 / fp16 / bf16. fp32 inputs use IEEE products unless torch allows
-tf32 for matmuls, as torch itself does.
+Layout: SDPA's, q [B, Hq, L, D], k and v [B, Hkv, S, D]; any strides; head dims up to 128 (padded to a
+power of two inside the kernel; `fastmdm.ops.attention` sends larger ones to the torch path); fp32 / fp16 /
+bf16. fp32 inputs use IEEE products unless torch allows tf32 for matmuls, as torch itself does.
 """
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ import math
 import torch
 import triton
 import triton.language as tl
+
+from fastmdm.kernels import common
 
 INTERPRET = bool(triton.knobs.runtime.interpret)
 LOG2E = 1.4426950408889634
@@ -224,14 +226,27 @@ def _bwd_configs():
             for bm, bn, w, st in ((64, 64, 4, 2), (32, 128, 8, 2), (64, 128, 8, 2), (32, 64, 4, 3))]
 
 
+def _fwd_fits(configs, named_args, **kwargs):
+    """Drop forward configs whose shared memory cannot fit the GPU (the autotuner would only skip them after
+    compiling each): the pipeline holds `num_stages` K and V tiles and the resident Q tile, so
+    bytes = element size * BLOCK_D * (2 * BLOCK_N * num_stages + BLOCK_M), which matches what Triton 3.9
+    allocates for every config here (benchmarks/results/kernels_sm90_compile.md). Keeps the smallest config
+    when none fits."""
+    q = named_args["q_ptr"]
+    limit = common.max_shared_per_block(q)
+
+    def need(c):
+        return q.element_size() * kwargs["BLOCK_D"] * (2 * c.kwargs["BLOCK_N"] * c.num_stages + c.kwargs["BLOCK_M"])
+
+    fit = [c for c in configs if need(c) <= limit]
+    return fit or [min(configs, key=need)]
+
+
 _KEY = ["L", "S", "BLOCK_D", "HAS_KPM", "IEEE"]
-_fwd = triton.autotune(_fwd_configs(), key=_KEY)(_attn_fwd_kernel)
+_fwd = triton.autotune(_fwd_configs(), key=_KEY,
+                       prune_configs_by={"early_config_prune": _fwd_fits})(_attn_fwd_kernel)
 _bwd_dkdv = triton.autotune(_bwd_configs(), key=_KEY)(_attn_bwd_dkdv_kernel)
 _bwd_dq = triton.autotune(_bwd_configs(), key=_KEY)(_attn_bwd_dq_kernel)
-
-
-def _ieee(t: torch.Tensor) -> bool:
-    return t.dtype == torch.float32 and not (t.is_cuda and torch.backends.cuda.matmul.allow_tf32)
 
 
 def _strides(t):
@@ -248,8 +263,8 @@ def attention_forward(q, k, v, key_padding_mask, scale):
     grid = lambda meta: (triton.cdiv(L, meta["BLOCK_M"]), B * Hq)  # noqa: E731
     _fwd[grid](q, k, v, kpm if kpm is not None else q, out, lse, scale * LOG2E,
                *_strides(q), *_strides(k), *_strides(v), *_strides(out), Hq, Hq // Hkv, L, S, D,
-               HAS_KPM=kpm is not None, CAST_F32=INTERPRET and q.dtype == torch.bfloat16, IEEE=_ieee(q),
-               BLOCK_D=max(16, triton.next_power_of_2(D)))
+               HAS_KPM=kpm is not None, CAST_F32=INTERPRET and q.dtype == torch.bfloat16,
+               IEEE=common.fp32_ieee(q), BLOCK_D=max(16, triton.next_power_of_2(D)))
     return out, lse
 
 
@@ -261,15 +276,15 @@ def attention_backward(do, q, k, v, out, lse, key_padding_mask, scale):
     dk = torch.empty(B, Hkv, S, D, dtype=k.dtype, device=q.device)
     dv = torch.empty(B, Hkv, S, D, dtype=v.dtype, device=q.device)
     kpm = key_padding_mask if key_padding_mask is not None else q
-    common = dict(HAS_KPM=key_padding_mask is not None, CAST_F32=INTERPRET and q.dtype == torch.bfloat16,
-                  IEEE=_ieee(q), BLOCK_D=max(16, triton.next_power_of_2(D)))
+    flags = dict(HAS_KPM=key_padding_mask is not None, CAST_F32=INTERPRET and q.dtype == torch.bfloat16,
+                 IEEE=common.fp32_ieee(q), BLOCK_D=max(16, triton.next_power_of_2(D)))
     strides = (*_strides(q), *_strides(k), *_strides(v), *_strides(do))
     grid_kv = lambda meta: (triton.cdiv(S, meta["BLOCK_N"]), B * Hkv)  # noqa: E731
     _bwd_dkdv[grid_kv](q, k, v, kpm, do, lse, delta, dk, dv, scale * LOG2E, scale, *strides,
-                       Hq, Hkv, Hq // Hkv, L, S, D, **common)
+                       Hq, Hkv, Hq // Hkv, L, S, D, **flags)
     grid_q = lambda meta: (triton.cdiv(L, meta["BLOCK_M"]), B * Hq)  # noqa: E731
     _bwd_dq[grid_q](q, k, v, kpm, do, lse, delta, dq, scale * LOG2E, scale, *strides, Hq, Hq // Hkv, L, S, D,
-                    **common)
+                    **flags)
     return dq, dk, dv
 
 
@@ -295,8 +310,9 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mas
         raise TypeError(f"attention: q, k, v must share one dtype of float32/float16/bfloat16, got "
                         f"{q.dtype}, {k.dtype}, {v.dtype}")
     D = q.shape[-1]
-    if D > 256:
-        raise ValueError(f"attention: head dim {D} > 256 is not supported by the Triton kernel; use backend='torch'")
+    if D > common.ATTENTION_MAX_HEAD_DIM:
+        raise ValueError(f"attention: head dim {D} > {common.ATTENTION_MAX_HEAD_DIM} is not supported by the Triton "
+                         "kernel; use backend='torch' (backend='auto' does)")
     scale = float(scale) if scale is not None else 1.0 / math.sqrt(D)
     if q.shape[2] == 0 or q.shape[0] == 0 or q.shape[1] == 0:
         return torch.zeros_like(q)

@@ -29,6 +29,8 @@ import torch
 import triton
 import triton.language as tl
 
+from fastmdm.kernels import common
+
 INTERPRET = bool(triton.knobs.runtime.interpret)
 SCORE_IDS = {"none": 0, "confidence": 1, "margin": 2, "entropy": 3}
 _NPF = 8  # float fields of a partial record: m, s, t, m1, m2, gm, gz, nnan
@@ -391,7 +393,7 @@ def linear_token_stats(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.T
     sample = temperature > 0
     seed = _draw_seed(temperature, generator)
     fp32 = hidden.dtype == torch.float32
-    ieee = fp32 and not (dev.type == "cuda" and torch.backends.cuda.matmul.allow_tf32)
+    ieee = common.fp32_ieee(hidden)
     if INTERPRET or _split is not None:
         block_n, block_v = 16, min(max(16, triton.next_power_of_2(V)), 256)
         split = 1 if _split is None else max(1, min(int(_split), V))

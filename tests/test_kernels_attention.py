@@ -98,3 +98,29 @@ def test_mixed_dtypes_are_rejected_with_a_clear_error():
     q = torch.randn(1, 1, 4, 32, device=DEV)
     with pytest.raises(TypeError, match="dtype"):
         ka.attention(q, q.half(), q)
+
+
+def test_head_dims_above_128_go_to_torch_on_auto_and_are_refused_by_the_kernel(monkeypatch):
+    q = torch.randn(1, 2, 5, 160, device=DEV)
+    with pytest.raises(ValueError, match="head dim 160 > 128"):
+        ka.attention(q, q, q)
+    # pretend every tensor lives on a GPU, so that `auto` would pick the kernel if the head dim allowed it
+    monkeypatch.setattr(ops, "resolve_backend", lambda backend, *t: "triton" if backend == "auto" else backend)
+    torch.testing.assert_close(ops.attention(q, q, q), ops.attention_reference(q, q, q))
+    small = torch.randn(1, 2, 5, 32, device=DEV)
+    called = []
+    monkeypatch.setattr(ka, "attention", lambda *a, **kw: called.append(a[0].shape[-1]) or a[0])
+    ops.attention(small, small, small)
+    assert called == [32]
+
+
+def test_forward_config_pruning_keeps_what_fits_in_shared_memory():
+    configs = [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=4, num_stages=st)
+               for bm, bn, st in ((128, 128, 3), (128, 64, 3), (64, 64, 3), (128, 32, 4))]
+    fp32 = torch.empty(1, dtype=torch.float32)  # off the GPU the limit is sm_90's 232,448 bytes
+    # bytes = 4 * 128 * (2 * BLOCK_N * stages + BLOCK_M): 458,752 / 262,144 / 229,376 / 196,608
+    kept = ka._fwd_fits(configs, {"q_ptr": fp32}, BLOCK_D=128)
+    assert [(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) for c in kept] == [(64, 64), (128, 32)]
+    assert ka._fwd_fits(configs, {"q_ptr": fp32.bfloat16()}, BLOCK_D=128) == configs
+    only = ka._fwd_fits(configs, {"q_ptr": fp32}, BLOCK_D=1024)  # nothing fits: the smallest stays
+    assert [(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) for c in only] == [(128, 32)]
