@@ -41,9 +41,10 @@ from triton.runtime import driver as _driver  # noqa: E402
 from triton.runtime.autotuner import Autotuner  # noqa: E402
 from triton.runtime.jit import JITFunction  # noqa: E402
 
+from fastmdm.kernels.common import SM90_SHARED_PER_BLOCK  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
-H200_SMEM_PER_BLOCK = 232_448   # bytes: 227 KiB, the opt-in maximum per thread block on sm_90
-H200_REGS_PER_THREAD = 255
+SM90_REGS_PER_THREAD = 255
 
 
 class _Sm90Driver:
@@ -214,8 +215,8 @@ def run(quick: bool, log=print) -> dict:
     return {"target": "cuda sm_90a (H100 / H200)", "triton": triton.__version__, "torch": torch.__version__,
             "python": platform.python_version(), "host": platform.processor() or platform.machine(),
             "quick": quick, "seconds": round(time.perf_counter() - t0, 1), "kernels": rows,
-            "failures": failures, "limits": {"shared_per_block": H200_SMEM_PER_BLOCK,
-                                             "registers_per_thread": H200_REGS_PER_THREAD}}
+            "failures": failures, "limits": {"shared_per_block": SM90_SHARED_PER_BLOCK,
+                                             "registers_per_thread": SM90_REGS_PER_THREAD}}
 
 
 def _verdict(r: dict, res: dict) -> str:

@@ -226,17 +226,22 @@ def _bwd_configs():
             for bm, bn, w, st in ((64, 64, 4, 2), (32, 128, 8, 2), (64, 128, 8, 2), (32, 64, 4, 3))]
 
 
+def fwd_shared_bytes(element_size: int, block_d: int, block_m: int, block_n: int, num_stages: int) -> int:
+    """Shared memory of one forward program: `num_stages` K and V tiles in the pipeline plus the resident Q
+    tile. Matches what Triton 3.9 allocates for every forward config here on sm_90 (checked by
+    tests/test_kernels_compile_sm90.py; benchmarks/results/kernels_sm90_compile.md)."""
+    return element_size * block_d * (2 * block_n * num_stages + block_m)
+
+
 def _fwd_fits(configs, named_args, **kwargs):
     """Drop forward configs whose shared memory cannot fit the GPU (the autotuner would only skip them after
-    compiling each): the pipeline holds `num_stages` K and V tiles and the resident Q tile, so
-    bytes = element size * BLOCK_D * (2 * BLOCK_N * num_stages + BLOCK_M), which matches what Triton 3.9
-    allocates for every config here (benchmarks/results/kernels_sm90_compile.md). Keeps the smallest config
-    when none fits."""
+    compiling each); keeps the smallest config when none fits."""
     q = named_args["q_ptr"]
     limit = common.max_shared_per_block(q)
 
     def need(c):
-        return q.element_size() * kwargs["BLOCK_D"] * (2 * c.kwargs["BLOCK_N"] * c.num_stages + c.kwargs["BLOCK_M"])
+        return fwd_shared_bytes(q.element_size(), kwargs["BLOCK_D"], c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"],
+                                c.num_stages)
 
     fit = [c for c in configs if need(c) <= limit]
     return fit or [min(configs, key=need)]

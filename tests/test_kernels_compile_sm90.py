@@ -16,7 +16,6 @@ import pytest
 
 pytest.importorskip("triton")
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_LIMIT = 232_448
 
 
 @pytest.fixture(scope="module")
@@ -43,20 +42,24 @@ def test_every_kernel_compiles_to_an_sm90_cubin(report):
 
 def test_each_launch_has_a_config_that_fits_the_card(report):
     res, _ = report
+    limits = res["limits"]
+    assert limits == {"shared_per_block": 232_448, "registers_per_thread": 255}
     usable = defaultdict(list)
     for r in res["kernels"]:
         if not r["pruned"]:
-            usable[(r["case"], r["kernel"])].append(r["shared"] <= SHARED_LIMIT and r["registers"] <= 255)
+            usable[(r["case"], r["kernel"])].append(r["shared"] <= limits["shared_per_block"]
+                                                    and r["registers"] <= limits["registers_per_thread"])
     assert usable
     assert all(any(v) for v in usable.values()), {k: v for k, v in usable.items() if not any(v)}
 
 
 def test_the_forward_pruner_predicts_shared_memory_exactly_and_drops_only_what_does_not_fit(report):
+    from fastmdm.kernels.attention import fwd_shared_bytes
     res, _ = report
     fwd = [r for r in res["kernels"] if r["kernel"] == "_attn_fwd_kernel"]
     assert fwd
     for r in fwd:
         el = 4 if "float32" in r["case"] else 2
-        need = el * r["BLOCK_D"] * (2 * r["BLOCK_N"] * r["num_stages"] + r["BLOCK_M"])
+        need = fwd_shared_bytes(el, r["BLOCK_D"], r["BLOCK_M"], r["BLOCK_N"], r["num_stages"])
         assert r["shared"] == need, r
-        assert r["pruned"] == (need > SHARED_LIMIT), r
+        assert r["pruned"] == (need > res["limits"]["shared_per_block"]), r

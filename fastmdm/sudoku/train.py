@@ -207,6 +207,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, pool=None, log=None) -> dic
         from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: PLC0415
         objective = DDP(objective, device_ids=[device.index] if device.type == "cuda" else None)
     n_params = model.num_parameters()
+
+    def trained_record() -> dict:  # what a checkpoint says about the training behind it
+        return {"steps": step, "samples": step * cfg.batch_size * world, "world_size": world,
+                "parameters": n_params, "device": str(device), "init_from": lineage}
     log(f"model: preset {cfg.preset}, {n_params:,} parameters; {world} process(es) x batch {cfg.batch_size} "
         f"on {device}")
 
@@ -283,10 +287,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, pool=None, log=None) -> dic
                 log(f"step {step}: held-out {cfg.split} n={n}: {msg}; loss {ema:.4f}; {elapsed / 60:.1f} min")
                 history.append({"step": step, "eval": rows, "elapsed_s": elapsed})
         if rank == 0 and cfg.save_every and (step % cfg.save_every == 0 or last):
-            save_training_state(out, model, opt, step, total, cfg,
-                                {"trained": {"steps": step, "samples": step * cfg.batch_size * world,
-                                             "world_size": world, "parameters": n_params,
-                                             "device": str(device), "init_from": lineage}})
+            save_training_state(out, model, opt, step, total, cfg, {"trained": trained_record()})
             with open(out / "history.jsonl", "a") as f:
                 for h in history:
                     f.write(json.dumps(h) + "\n")
@@ -294,9 +295,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, pool=None, log=None) -> dic
     bar.close()
     if rank == 0 and cfg.save_every:
         save_training_state(out, model, opt, step, total or step, cfg,
-                            {"trained": {"steps": step, "samples": step * cfg.batch_size * world,
-                                         "world_size": world, "parameters": n_params, "device": str(device),
-                                         "init_from": lineage, "wall_s_this_run": time.perf_counter() - t_start}})
+                            {"trained": {**trained_record(), "wall_s_this_run": time.perf_counter() - t_start}})
         if history:
             with open(out / "history.jsonl", "a") as f:
                 for h in history:
