@@ -18,7 +18,7 @@ PUZZLE = "53..7....6..195....98....6.8...6...34..8.3..17...2...6.6....28....419.
 def ckpt(tmp_path_factory):
     d = tmp_path_factory.mktemp("ckpt")
     torch.manual_seed(0)
-    save_model(d, sudoku_model("tiny"), extra={"trained": {"steps": 0}})
+    save_model(d, sudoku_model("tiny"), extra={"trained": {"steps": 3, "init_from": [{"steps": 1000}]}})
     return str(d)
 
 
@@ -89,6 +89,7 @@ def test_demo_prints_the_table_and_the_margin_fill_order(ckpt, capsys):
         assert f"| {s} |" in out
     assert "fill step of each blank" in out and "order: r" in out
     assert "hard: puzzles solved" in out
+    assert "(1,003 training steps)" in out  # a warm-restarted model counts the runs it started from
 
 
 def test_train_command_runs_and_resumes(tmp_path, capsys):

@@ -61,8 +61,11 @@ def run(n: int = 64, checkpoint=None, seed: int = 0, animate: bool | None = None
     model, cfg = smodel.load(checkpoint)
     n_params = sum(p.numel() for p in model.parameters())
     trained = cfg.get("trained", {})
+    steps = trained.get("steps")
+    if steps is not None:  # a warm-restarted model also counts the runs it started from
+        steps += sum(int(r.get("steps", 0)) for r in trained.get("init_from", []))
     print(f"fastmdm demo: a {n_params / 1e6:.2f}M-parameter masked diffusion model "
-          f"({trained.get('steps', '?')} training steps) solving Sudoku.", file=out)
+          f"({'?' if steps is None else f'{steps:,}'} training steps) solving Sudoku.", file=out)
     splits = ("standard", "hard") if hard else ("standard",)
     print(f"Generating {n} fresh {' and '.join(splits)} puzzles with the native engine (never seen in training) ...",
           file=out)
