@@ -109,6 +109,9 @@ def test_init_from_starts_from_the_source_weights_with_a_fresh_schedule_and_reco
     train(cfg(tmp_path / "d", steps=2, save_every=100, init_from=str(tmp_path / "b")), pool=POOL, log=quiet)
     chain = json.loads((tmp_path / "d" / "config.json").read_text())["trained"]["init_from"]
     assert [(c["path"], c["steps"]) for c in chain] == [(str(tmp_path / "a"), 8), (str(tmp_path / "b"), 4)]
+    from fastmdm.sudoku.train import total_steps
+    assert total_steps(json.loads((tmp_path / "d" / "config.json").read_text())["trained"]) == 8 + 4 + 2
+    assert total_steps({}) is None
 
 
 def test_init_from_a_different_architecture_names_the_differences(tmp_path):

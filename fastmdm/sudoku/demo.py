@@ -56,14 +56,12 @@ def run(n: int = 64, checkpoint=None, seed: int = 0, animate: bool | None = None
     from fastmdm.sudoku import data as sdata  # noqa: PLC0415
     from fastmdm.sudoku import model as smodel  # noqa: PLC0415
     from fastmdm.sudoku.evaluate import evaluate, format_table, solve_batch  # noqa: PLC0415
+    from fastmdm.sudoku.train import total_steps  # noqa: PLC0415
 
     t0 = time.perf_counter()
     model, cfg = smodel.load(checkpoint)
     n_params = sum(p.numel() for p in model.parameters())
-    trained = cfg.get("trained", {})
-    steps = trained.get("steps")
-    if steps is not None:  # a warm-restarted model also counts the runs it started from
-        steps += sum(int(r.get("steps", 0)) for r in trained.get("init_from", []))
+    steps = total_steps(cfg.get("trained", {}))
     print(f"fastmdm demo: a {n_params / 1e6:.2f}M-parameter masked diffusion model "
           f"({'?' if steps is None else f'{steps:,}'} training steps) solving Sudoku.", file=out)
     splits = ("standard", "hard") if hard else ("standard",)

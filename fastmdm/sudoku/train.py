@@ -140,6 +140,13 @@ def save_training_state(out: Path, model, opt, step: int, total: int, cfg: Train
     ckpt.atomic_write_json(out / ckpt.TRAINER_META, {"step": step, "total_steps": total, **meta})
 
 
+def total_steps(trained: dict) -> int | None:
+    """Optimizer steps behind a checkpoint's `trained` record, counting the runs it was warm-started from."""
+    if trained.get("steps") is None:
+        return None
+    return int(trained["steps"]) + sum(int(r.get("steps", 0)) for r in trained.get("init_from", []) or [])
+
+
 def _warm_start(model, source, device, log) -> list:
     """Load `source`'s weights into `model` (same architecture required); return its training lineage."""
     src = Path(source)
@@ -153,9 +160,11 @@ def _warm_start(model, source, device, log) -> list:
     loaded, _ = ckpt.load_model(src, map_location=device)
     model.load_state_dict(loaded.state_dict())
     trained = dict(src_cfg.get("trained", {}))
+    steps = total_steps(trained)
     earlier = trained.pop("init_from", []) or []
     trained.pop("wall_s_this_run", None)
-    log(f"initialised from {src} ({trained.get('steps', '?')} steps, {trained.get('samples', '?')} samples)")
+    log(f"initialised from {src} ({'?' if steps is None else f'{steps:,}'} steps in all, "
+        f"{trained.get('samples', '?')} samples in its last run)")
     return [*earlier, {"path": str(src), **trained}]
 
 
