@@ -1,9 +1,9 @@
 """Batched adaptive decoding: `fastmdm.sample` and `fastmdm.generate`.
 
 The loop, per step: find each row's eligible positions (its still-masked fillable positions in its lowest
-unfinished group), ask the plan how many each row fills, call the model once for the whole batch, score
-only the eligible positions (through the LM head alone when the model exposes hidden states), rank them
-per row with one sort, and commit the chosen tokens. No Python loop runs over rows or positions.
+unfinished group), ask the plan how many each row fills, call the model once for the rows that fill something
+(finished rows are left out), score only the eligible positions (through the LM head alone when the model
+exposes hidden states), rank them per row with one sort, and commit the chosen tokens. No Python loop runs over rows or positions.
 """
 from __future__ import annotations
 
@@ -284,13 +284,25 @@ def has_hidden_path(model) -> bool:
     return callable(getattr(model, "forward_hidden", None)) and callable(getattr(model, "get_output_embeddings", None))
 
 
+def _live_rows(x, attention_mask, live, rows):
+    """The model's input for one step: only the rows that fill something (a row is independent of the others
+    in a bidirectional model without a cache, so finished rows need no forward). Returns (x, attention_mask,
+    each eligible position's row index into that input)."""
+    if bool(live.all()):
+        return x, attention_mask, rows
+    keep = live.nonzero(as_tuple=True)[0]
+    return x[keep], None if attention_mask is None else attention_mask[keep], (live.cumsum(0) - 1)[rows]
+
+
 def decode(model, x, attention_mask, fillable, groups, *, plan, scorer, mask_id, score_noise=0.0,
-           generator=None, backend="auto", use_hidden=None, chunk_bytes=None):
+           generator=None, backend="auto", use_hidden=None, chunk_bytes=None, live_rows_only=False):
     """The engine behind `sample`/`generate` and the drop-ins. Returns (tokens, order, nfe).
 
     fillable [B, L]: positions to fill; groups [B, L]: group id per fillable position (lowest first);
     plan: prepare(n_eligible, new_group) -> rows active this step, choose(scores, eligible, backend) -> bool;
-    scorer: Chunk -> (tokens [N], scores [N]).
+    scorer: Chunk -> (tokens [N], scores [N]);
+    live_rows_only: call the model on the rows that fill something this step only. For a model that maps
+    (x, attention_mask) to logits row by row; not for wrappers that hold per-row state of the full batch.
     """
     x = x.clone()
     B, L = x.shape
@@ -315,11 +327,14 @@ def decode(model, x, attention_mask, fillable, groups, *, plan, scorer, mask_id,
             continue
         eligible &= active[:, None]
         rows, cols = eligible.nonzero(as_tuple=True)  # [N]
+        x_in, mask_in, r_in = (_live_rows(x, attention_mask, eligible.any(-1), rows) if live_rows_only
+                               else (x, attention_mask, rows))
         with torch.no_grad():
-            out = _call_model(model, x, attention_mask, use_hidden)
+            out = _call_model(model, x_in, mask_in, use_hidden)
         if not use_hidden:
-            if out.dim() != 3 or tuple(out.shape[:2]) != (B, L):
-                raise ValueError(f"model: logits must be [B, L, V] = [{B}, {L}, V], got {tuple(out.shape)}")
+            if out.dim() != 3 or tuple(out.shape[:2]) != tuple(x_in.shape):
+                raise ValueError(f"model: logits must be [B, L, V] = [{x_in.shape[0]}, {L}, V], "
+                                 f"got {tuple(out.shape)}")
             V = out.shape[-1]
         if nfe == 0 and mask_id >= V:
             raise ValueError(f"mask_id: {mask_id} is outside the model's vocabulary of {V} tokens; "
@@ -330,10 +345,10 @@ def decode(model, x, attention_mask, fillable, groups, *, plan, scorer, mask_id,
             per_chunk = max(1, (chunk_bytes or LOGITS_CHUNK_BYTES) // (4 * V))
         tokens = torch.empty(rows.shape[0], dtype=torch.long, device=x.device)
         scores = torch.empty(rows.shape[0], dtype=torch.float32, device=x.device)
-        flat = None if use_hidden else out.reshape(B * L, V)
+        flat = None if use_hidden else out.reshape(-1, V)
         with torch.no_grad():
             for i in range(0, rows.shape[0], per_chunk):
-                r, c = rows[i:i + per_chunk], cols[i:i + per_chunk]
+                r, c = r_in[i:i + per_chunk], cols[i:i + per_chunk]
                 chunk = Chunk(hidden=out[r, c], weight=weight, bias=bias) if use_hidden else \
                     Chunk(source=flat, rows=r * L + c)
                 tokens[i:i + per_chunk], scores[i:i + per_chunk] = scorer(chunk)
@@ -380,7 +395,7 @@ def sample(model, batch, *, strategy="margin", mask_id=None, k=None, steps=None,
     scorer = StrategyScorer(strategy, float(temperature), mask_id, generator, backend)
     tokens, order, nfe = decode(model, x, attention_mask, fillable, groups, plan=plan, scorer=scorer,
                                 mask_id=mask_id, score_noise=float(score_noise), generator=generator,
-                                backend=backend)
+                                backend=backend, live_rows_only=True)
     return Trace(tokens, order, nfe) if return_trace else tokens
 
 
@@ -459,5 +474,5 @@ def generate(model, prompt_ids, *, gen_length, steps=None, block_length=None, st
     scorer = StrategyScorer(strategy, float(temperature), mask_id, generator, backend)
     tokens, order, nfe = decode(model, x, attention_mask, fillable, groups, plan=plan, scorer=scorer,
                                 mask_id=mask_id, score_noise=float(score_noise), generator=generator,
-                                backend=backend)
+                                backend=backend, live_rows_only=cfg_scale == 0)
     return Trace(tokens, order, nfe) if return_trace else tokens

@@ -5,7 +5,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from toy import FixedLogits, ToyMDM
+from toy import FixedLogits, LogitsOnly, ToyMDM
 
 import fastmdm
 from fastmdm import ops
@@ -157,3 +157,32 @@ def test_scores_are_float32_whatever_the_logits_dtype():
     for score in ("confidence", "margin", "entropy", "none"):
         tok, sc = ops.token_stats(logits, score=score)
         assert sc.dtype == torch.float32 and tok.dtype == torch.int64
+
+
+@pytest.mark.parametrize("hidden_path", [True, False])
+def test_finished_rows_are_left_out_of_the_model_call_and_the_answer_is_unchanged(hidden_path):
+    """Rows with 1, 3 and 5 masks, one fill per step: the model sees 3, 2, 2, 1, 1 rows (with their own padding
+    masks), and each row decodes exactly as it does alone."""
+    model = ToyMDM(vocab=9, seed=1) if hidden_path else LogitsOnly(ToyMDM(vocab=9, seed=1))
+    seen = []
+    inner = getattr(model, "forward_hidden" if hidden_path else "forward")
+
+    def spy(x, attention_mask=None):
+        seen.append((x.shape[0], None if attention_mask is None else attention_mask.clone()))
+        return inner(x, attention_mask)
+    if hidden_path:
+        model.forward_hidden = spy
+    else:
+        model.forward = spy
+    x = torch.randint(0, 8, (3, 8), generator=torch.Generator().manual_seed(0))
+    x[0, 2] = x[1, :3] = x[2, 1:6] = 8
+    am = torch.ones_like(x)
+    am[1, 7] = 0
+    tr = fastmdm.sample(model, {"input_ids": x, "attention_mask": am}, mask_id=8, strategy="margin", k=1,
+                        return_trace=True)
+    assert [n for n, _ in seen] == [3, 2, 2, 1, 1] and tr.nfe == 5
+    assert torch.equal(seen[1][1], am[1:]) and torch.equal(seen[3][1], am[2:])
+    for i in range(3):
+        alone = fastmdm.sample(model, {"input_ids": x[i:i + 1], "attention_mask": am[i:i + 1]}, mask_id=8,
+                               strategy="margin", k=1)
+        assert torch.equal(alone[0], tr.tokens[i])
