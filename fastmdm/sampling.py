@@ -3,7 +3,8 @@
 The loop, per step: find each row's eligible positions (its still-masked fillable positions in its lowest
 unfinished group), ask the plan how many each row fills, call the model once for the rows that fill something
 (finished rows are left out), score only the eligible positions (through the LM head alone when the model
-exposes hidden states), rank them per row with one sort, and commit the chosen tokens. No Python loop runs over rows or positions.
+exposes hidden states), rank them per row with one sort, and commit the chosen tokens. No Python loop runs
+over rows or positions.
 """
 from __future__ import annotations
 
@@ -295,13 +296,13 @@ def _live_rows(x, attention_mask, live, rows):
 
 
 def decode(model, x, attention_mask, fillable, groups, *, plan, scorer, mask_id, score_noise=0.0,
-           generator=None, backend="auto", use_hidden=None, chunk_bytes=None, live_rows_only=False):
+           generator=None, backend="auto", use_hidden=None, chunk_bytes=None, skip_finished_rows=False):
     """The engine behind `sample`/`generate` and the drop-ins. Returns (tokens, order, nfe).
 
     fillable [B, L]: positions to fill; groups [B, L]: group id per fillable position (lowest first);
     plan: prepare(n_eligible, new_group) -> rows active this step, choose(scores, eligible, backend) -> bool;
     scorer: Chunk -> (tokens [N], scores [N]);
-    live_rows_only: call the model on the rows that fill something this step only. For a model that maps
+    skip_finished_rows: call the model on the rows that fill something this step only. For a model that maps
     (x, attention_mask) to logits row by row; not for wrappers that hold per-row state of the full batch.
     """
     x = x.clone()
@@ -327,7 +328,7 @@ def decode(model, x, attention_mask, fillable, groups, *, plan, scorer, mask_id,
             continue
         eligible &= active[:, None]
         rows, cols = eligible.nonzero(as_tuple=True)  # [N]
-        x_in, mask_in, r_in = (_live_rows(x, attention_mask, eligible.any(-1), rows) if live_rows_only
+        x_in, mask_in, r_in = (_live_rows(x, attention_mask, eligible.any(-1), rows) if skip_finished_rows
                                else (x, attention_mask, rows))
         with torch.no_grad():
             out = _call_model(model, x_in, mask_in, use_hidden)
@@ -375,8 +376,12 @@ def decode(model, x, attention_mask, fillable, groups, *, plan, scorer, mask_id,
 # public entry points
 # ----------------------------------------------------------------------------------------------
 def sample(model, batch, *, strategy="margin", mask_id=None, k=None, steps=None, block_size=None, threshold=None,
-           temperature=0.0, score_noise=0.0, backend="auto", generator=None, return_trace=False):
+           temperature=0.0, score_noise=0.0, backend="auto", generator=None, return_trace=False,
+           skip_finished_rows=True):
     """Fill every mask token of `batch` (not padding) in the order `strategy` prefers; see DESIGN.md section 2.
+
+    Each step calls the model once, on the rows that fill something in it: rows already finished are left
+    out. Pass `skip_finished_rows=False` for a model whose output depends on a row's place in the batch.
 
     Returns the decoded LongTensor [B, L], or a `Trace(tokens, order, nfe)` with `return_trace=True`.
     """
@@ -395,7 +400,7 @@ def sample(model, batch, *, strategy="margin", mask_id=None, k=None, steps=None,
     scorer = StrategyScorer(strategy, float(temperature), mask_id, generator, backend)
     tokens, order, nfe = decode(model, x, attention_mask, fillable, groups, plan=plan, scorer=scorer,
                                 mask_id=mask_id, score_noise=float(score_noise), generator=generator,
-                                backend=backend, live_rows_only=True)
+                                backend=backend, skip_finished_rows=bool(skip_finished_rows))
     return Trace(tokens, order, nfe) if return_trace else tokens
 
 
@@ -454,10 +459,11 @@ def prepare_generation(prompt_ids, gen_length, block_length, mask_id, attention_
 
 def generate(model, prompt_ids, *, gen_length, steps=None, block_length=None, strategy="confidence", mask_id=None,
              attention_mask=None, cfg_scale=0.0, k=None, threshold=None, temperature=0.0, score_noise=0.0,
-             backend="auto", generator=None, return_trace=False):
+             backend="auto", generator=None, return_trace=False, skip_finished_rows=True):
     """Append `gen_length` masks to each prompt and decode them, in blocks of `block_length` from the end of
     the prompt (LLaDA's layout). With strategy "confidence", `steps` and temperature 0 it gives exactly
-    LLaDA's `generate` tokens. `cfg_scale` > 0 adds unsupervised classifier-free guidance."""
+    LLaDA's `generate` tokens. `cfg_scale` > 0 adds unsupervised classifier-free guidance. `skip_finished_rows`
+    as in `sample` (guidance always calls the whole batch)."""
     mask_id = _resolve_mask_id(model, mask_id)
     strategy = _resolve_strategy(strategy)
     _check_sampling_args(temperature, score_noise, backend, generator, return_trace)
@@ -474,5 +480,5 @@ def generate(model, prompt_ids, *, gen_length, steps=None, block_length=None, st
     scorer = StrategyScorer(strategy, float(temperature), mask_id, generator, backend)
     tokens, order, nfe = decode(model, x, attention_mask, fillable, groups, plan=plan, scorer=scorer,
                                 mask_id=mask_id, score_noise=float(score_noise), generator=generator,
-                                backend=backend, live_rows_only=cfg_scale == 0)
+                                backend=backend, skip_finished_rows=bool(skip_finished_rows) and cfg_scale == 0)
     return Trace(tokens, order, nfe) if return_trace else tokens

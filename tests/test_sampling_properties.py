@@ -186,3 +186,7 @@ def test_finished_rows_are_left_out_of_the_model_call_and_the_answer_is_unchange
         alone = fastmdm.sample(model, {"input_ids": x[i:i + 1], "attention_mask": am[i:i + 1]}, mask_id=8,
                                strategy="margin", k=1)
         assert torch.equal(alone[0], tr.tokens[i])
+    seen.clear()
+    whole = fastmdm.sample(model, {"input_ids": x, "attention_mask": am}, mask_id=8, strategy="margin", k=1,
+                           skip_finished_rows=False)
+    assert [n for n, _ in seen] == [3] * 5 and torch.equal(whole, tr.tokens)
