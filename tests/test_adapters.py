@@ -231,3 +231,50 @@ def test_sample_through_shifted_from_hf_gives_the_shifted_plain_tokens():
                             steps=4)
     assert model.full_calls == 0
     assert torch.equal(hidden, plain)
+
+
+# ----------------------------------------------------------------------------------------------
+# autocast, bf16_is_fast
+# ----------------------------------------------------------------------------------------------
+def _tiny_transformer():
+    from fastmdm.models import Transformer, preset  # noqa: PLC0415
+    torch.manual_seed(0)
+    return Transformer(preset("tiny", vocab_size=12, mask_token_id=11, max_len=20, positions="learned")).eval()
+
+
+def test_autocast_runs_the_body_in_bf16_and_hands_float32_hidden_states_to_the_head():
+    model = _tiny_transformer()
+    x = torch.randint(0, 12, (3, 20), generator=torch.Generator().manual_seed(1))
+    wrapped = adapters.autocast(model)
+    with torch.no_grad():
+        h = wrapped.forward_hidden(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            h_ref = model.forward_hidden(x)
+        h32 = model.forward_hidden(x)
+    assert h.dtype == torch.float32 and torch.equal(h, h_ref.float())
+    assert not torch.equal(h, h32) and torch.allclose(h, h32, atol=0.1)  # bf16 rounding, nothing more
+    assert wrapped.get_output_embeddings() is model.lm_head and wrapped.config is model.config
+    with torch.no_grad():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert torch.equal(wrapped(x), model(x))
+
+
+def test_sample_through_autocast_fills_every_mask_and_keeps_the_rest():
+    model = _tiny_transformer()
+    x = torch.randint(0, 11, (4, 20), generator=torch.Generator().manual_seed(2))
+    x[:, ::3] = 11
+    out = fastmdm.sample(adapters.autocast(model), x, strategy="margin")
+    assert not bool((out == 11).any()) and torch.equal(out[x != 11], x[x != 11])
+
+
+def test_autocast_refuses_a_full_precision_dtype():
+    with pytest.raises(ValueError, match="bfloat16 or torch.float16"):
+        adapters.autocast(_tiny_transformer(), torch.float32)
+
+
+def test_bf16_is_fast_only_with_amx_on_cpu(monkeypatch):
+    monkeypatch.setattr(adapters, "cpu_flags", lambda: {"avx512f", "avx512_bf16", "amx_tile", "amx_bf16"})
+    assert adapters.bf16_is_fast("cpu")
+    monkeypatch.setattr(adapters, "cpu_flags", lambda: {"avx2", "avx512_bf16"})  # bf16 slower than fp32 there
+    assert not adapters.bf16_is_fast("cpu")
+    assert not adapters.bf16_is_fast("meta")

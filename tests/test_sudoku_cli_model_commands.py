@@ -92,6 +92,38 @@ def test_demo_prints_the_table_and_the_margin_fill_order(ckpt, capsys):
     assert "(1,003 training steps)" in out  # a warm-restarted model counts the runs it started from
 
 
+def test_eval_and_solve_take_a_precision_and_record_it(ckpt, tmp_path, capsys):
+    d = synthetic_puzzles(3, seed=4)
+    f = tmp_path / "set.txt"
+    f.write_text("\n".join("".join(map(str, p)) + " " + "".join(map(str, s))
+                           for p, s in zip(d["puzzles"], d["solutions"])) + "\n")
+    out = tmp_path / "r.json"
+    assert main(["sudoku", "eval", "--checkpoint", ckpt, "--file", str(f), "--strategies", "margin",
+                 "--precision", "bf16", "--json", str(out)]) == 0
+    assert "precision=bf16" in capsys.readouterr().out
+    assert json.loads(out.read_text())["settings"]["precision"] == "bf16"
+    assert main(["sudoku", "solve", "--checkpoint", ckpt, "--precision", "bf16", PUZZLE]) == 0
+    assert len(capsys.readouterr().out.split()[0]) == 81
+    with pytest.raises(SystemExit):
+        main(["sudoku", "solve", "--checkpoint", ckpt, "--precision", "fp16", PUZZLE])
+
+
+def test_demo_sizes_its_default_run_by_precision(ckpt, capsys, monkeypatch):
+    from fastmdm import adapters  # noqa: PLC0415
+    from fastmdm.sudoku import demo  # noqa: PLC0415
+    monkeypatch.setattr(demo, "DEFAULT_N", {"bf16": 6, "fp32": 5})
+    monkeypatch.setattr(adapters, "cpu_flags", lambda: {"avx2"})
+    assert main(["demo", "--checkpoint", ckpt, "--no-animation"]) == 0
+    out = capsys.readouterr().out
+    assert "float32 on" in out and "/5)" in out
+    monkeypatch.setattr(adapters, "cpu_flags", lambda: {"amx_bf16"})
+    assert main(["demo", "--checkpoint", ckpt, "--no-animation"]) == 0
+    out = capsys.readouterr().out
+    assert "bf16 autocast (this CPU has AMX)" in out and "/6)" in out
+    with pytest.raises(SystemExit, match="--n"):
+        main(["demo", "--checkpoint", ckpt, "--n", "0"])
+
+
 def test_train_command_runs_and_resumes(tmp_path, capsys):
     args = ["sudoku", "train", "--preset", "tiny", "--steps", "4", "--batch-size", "8", "--n-train", "64",
             "--eval-every", "2", "--eval-n", "4", "--save-every", "2", "--out", str(tmp_path / "run"),

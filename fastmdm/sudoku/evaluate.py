@@ -208,7 +208,8 @@ def run_cli(args) -> int:
     sweep_k = parse_sweep(args.sweep_k) if getattr(args, "sweep_k", None) else None
     if sweep_k and (args.k or args.steps):
         raise SystemExit("--sweep-k replaces --k and --steps: pass only one of them")
-    model, cfg = smodel.load(args.checkpoint, device=device)
+    precision = smodel.resolve_precision(args.precision, device)
+    model, cfg = smodel.load(args.checkpoint, device=device, precision=precision)
     sets = load_eval_sets(args)
     sweep = []
     for k in sweep_k or [args.k]:
@@ -222,10 +223,12 @@ def run_cli(args) -> int:
         ck = args.checkpoint or str(smodel.SHIPPED_CHECKPOINT)
         for k, results in sweep:
             sched = f"steps={args.steps}" if args.steps else f"k={k}"
-            print(f"checkpoint: {ck}; decoding {sched}, score_noise={args.score_noise}, seed={args.seed}")
+            print(f"checkpoint: {ck}; decoding {sched}, score_noise={args.score_noise}, seed={args.seed}, "
+                  f"precision={precision}")
             print(format_table(results))
         settings = {"checkpoint": ck, "k": args.k, "steps": args.steps, "score_noise": args.score_noise,
-                    "seed": args.seed, "n": args.n, "world_size": world, "device": device}
+                    "seed": args.seed, "n": args.n, "world_size": world, "device": device,
+                    "precision": precision}
         if args.json:
             from fastmdm.checkpoint import atomic_write_json  # noqa: PLC0415
             body = {"settings": settings, "results": sweep[0][1]} if not sweep_k else \

@@ -7,6 +7,9 @@ from pathlib import Path
 from fastmdm.models import Transformer, preset
 from fastmdm.sudoku.data import MASK_ID
 
+#: --precision choices: float32, the body under bf16 autocast, or bf16 where it is the faster (AMX, CUDA)
+PRECISIONS = ("fp32", "bf16", "auto")
+
 #: the checkpoint shipped in the package (trained by `fastmdm sudoku train`; see its MODEL_CARD.md)
 SHIPPED_CHECKPOINT = Path(__file__).parent / "checkpoints" / "sudoku-mdm"
 
@@ -20,11 +23,27 @@ def default_checkpoint() -> Path:
     return SHIPPED_CHECKPOINT
 
 
-def load(checkpoint=None, device="cpu"):
-    """(model, config dict) from `checkpoint` (a directory), or the shipped model when None."""
+def resolve_precision(precision: str, device) -> str:
+    """'fp32' or 'bf16' ('auto': bf16 where `fastmdm.adapters.bf16_is_fast`)."""
+    from fastmdm.adapters import bf16_is_fast  # noqa: PLC0415
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision: {precision!r} is not one of {PRECISIONS}")
+    if precision == "auto":
+        return "bf16" if bf16_is_fast(device) else "fp32"
+    return precision
+
+
+def load(checkpoint=None, device="cpu", precision="fp32"):
+    """(model, config dict) from `checkpoint` (a directory), or the shipped model when None. With precision
+    'bf16' the model runs under bf16 autocast (`fastmdm.adapters.autocast`; the LM head and the scores stay
+    float32); the weights stay float32 either way."""
     from fastmdm.checkpoint import load_model  # noqa: PLC0415
     path = Path(checkpoint) if checkpoint is not None else SHIPPED_CHECKPOINT
     if checkpoint is None and not (path / "model.safetensors").is_file():
         raise FileNotFoundError(f"the shipped Sudoku checkpoint is missing from {path}; pass --checkpoint DIR "
                                 "(a directory written by `fastmdm sudoku train --out DIR`)")
-    return load_model(path, map_location=device)
+    model, cfg = load_model(path, map_location=device)
+    if resolve_precision(precision, device) == "bf16":
+        from fastmdm.adapters import autocast  # noqa: PLC0415
+        model = autocast(model)
+    return model, cfg

@@ -50,7 +50,7 @@ def run_cli(args) -> int:
         puzzles = read_inputs(args.puzzles, args.file)
     except (ValueError, OSError) as e:
         raise SystemExit(f"fastmdm sudoku solve: {e}") from None
-    model, _ = smodel.load(args.checkpoint, device=args.device)
+    model, _ = smodel.load(args.checkpoint, device=args.device, precision=args.precision)
     answers, valid = solve(model, puzzles, strategy=args.strategy, k=args.k, steps=args.steps,
                            score_noise=args.score_noise, seed=args.seed, batch_size=args.batch_size)
     for p, a, ok in zip(puzzles, answers, valid):
