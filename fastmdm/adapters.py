@@ -207,8 +207,9 @@ def autocast(model, dtype: torch.dtype = torch.bfloat16) -> AutocastModel:
 
 def bf16_is_fast(device) -> bool:
     """Whether bf16 matrix products beat float32 on `device`: a CUDA GPU with bf16, or a CPU with AMX tiles.
-    (Measured on a 2-core Sapphire-Rapids-class VM: a Sudoku forward took 41-47 ms in bf16 against 85-100 ms in
-    float32. With AVX512-BF16 but no AMX the bf16 one took longer than float32, and on AVX2 ten times longer.)"""
+    (Measured on 2 cores of a Xeon VM with AMX, the Sudoku model at batch 64: 41-80 ms per forward in bf16
+    against 85-135 ms in float32, the VM being noisy. With oneDNN held to AVX512-BF16 (no AMX) the bf16 forward
+    took longer than the float32 one, and held to AVX2 about ten times longer.)"""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()

@@ -14,8 +14,8 @@ DEMO_STRATEGIES = ("random", "confidence", "margin", "entropy")
 #: seed of the demo's puzzles (disjoint from training data, like the test sets)
 DEMO_SEED = 3_000_017
 #: puzzles per strategy when --n is not given: what 2 cores decode in well under two minutes, by precision
-#: (measured on 2 cores of a Xeon with AMX: 200 in bf16 took about 80 s, 128 in float32 about 65 s; float32 is
-#: slower on AVX2 CPUs). See README, "Demo".
+#: (measured on 2 cores of a Xeon with AMX: 200 in bf16 took 61 s, 128 in float32 60 s, and 78 s with the math
+#: libraries held to AVX2). See README, "Demo".
 DEFAULT_N = {"bf16": 200, "fp32": 128}
 
 
