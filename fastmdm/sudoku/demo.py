@@ -14,9 +14,12 @@ DEMO_STRATEGIES = ("random", "confidence", "margin", "entropy")
 #: seed of the demo's puzzles (disjoint from training data, like the test sets)
 DEMO_SEED = 3_000_017
 #: puzzles per strategy when --n is not given: what 2 cores decode in well under two minutes, by precision
-#: (measured on 2 cores of a Xeon with AMX: 200 in bf16 took 61 s, 128 in float32 60 s, and 78 s with the math
+#: (measured on 2 cores of a Xeon with AMX: 200 in bf16 took 65 s, 128 in float32 47 s, and 76 s with the math
 #: libraries held to AVX2). See README, "Demo".
 DEFAULT_N = {"bf16": 200, "fp32": 128}
+#: rows per model call: on 2 cores batches of 64 decoded faster than 128 or 256 in float32 (22 s against 23-30 s
+#: for 256 puzzles) and as fast in bf16
+DEMO_BATCH = 64
 
 
 def fill_story(puzzle: np.ndarray, answer: np.ndarray, order: np.ndarray) -> list[tuple[int, int, int]]:
@@ -82,7 +85,7 @@ def run(n: int | None = None, checkpoint=None, seed: int = 0, animate: bool | No
     results = {}
     for split, d in sets.items():
         results[split] = evaluate(model, d["puzzles"], d["solutions"], strategies=DEMO_STRATEGIES, k=1,
-                                  batch_size=256, seed=seed, progress=True)
+                                  batch_size=DEMO_BATCH, seed=seed, progress=True)
     print(format_table(results), file=out)
     acc = {r["strategy"]: r["puzzle_acc"] for r in results["standard"]}
     print(f"\nOn standard puzzles, choosing the most certain cell by margin solves {100 * acc['margin']:.1f}%; "
