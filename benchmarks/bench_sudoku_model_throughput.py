@@ -2,7 +2,9 @@
 
 Training: one optimizer step of `fastmdm sudoku train` (batch drawn from puzzles, augmented, masked, ELBO loss
 through `mdm_loss_from_hidden`, backward, clipping, AdamW). Decoding: `fastmdm.sample` with margin order,
-one cell per model call, on minimal standard puzzles from the engine.
+one cell per model call, on minimal standard puzzles from the engine; in float32 and, on CPUs where
+`fastmdm.adapters.bf16_is_fast`, also with the model body under bf16 autocast. The process first calls
+`fastmdm.keep_freed_memory()`, as every `fastmdm` command does.
 
     python benchmarks/bench_sudoku_model_throughput.py [--threads 1]   # writes benchmarks/results/sudoku_model_cpu.{json,md}
     pytest benchmarks/bench_sudoku_model_throughput.py --benchmark-enable
@@ -21,6 +23,7 @@ from pathlib import Path
 import torch
 
 import fastmdm
+from fastmdm.adapters import autocast, bf16_is_fast
 from fastmdm.sudoku import data as sdata
 from fastmdm.sudoku.model import sudoku_model
 from fastmdm.sudoku.train import MDMObjective, make_batch
@@ -51,9 +54,10 @@ def train_step_fn(preset, batch, pool):
     return step
 
 
-def decode_fn(preset, n, pool):
+def decode_fn(preset, n, pool, bf16=False):
     torch.manual_seed(0)
     model = sudoku_model(preset).eval()
+    model = autocast(model) if bf16 else model
     x = pool[0][:n]
     return lambda: fastmdm.sample(model, x, strategy="margin", mask_id=0, k=1)
 
@@ -75,6 +79,7 @@ def main():
     ap.add_argument("--decode-n", type=int, default=64)
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
+    fastmdm.keep_freed_memory()
     torch.set_num_threads(args.threads)
     pool = _pool()
     rows = []
@@ -82,9 +87,11 @@ def main():
         best, med = _time(train_step_fn(preset, args.batch, pool), args.repeat)
         rows.append({"preset": preset, "what": f"train step, batch {args.batch}", "best_s": best, "median_s": med,
                      "samples_per_s_median": args.batch / med})
-        best, med = _time(decode_fn(preset, args.decode_n, pool), max(1, args.repeat // 2))
-        rows.append({"preset": preset, "what": f"solve {args.decode_n} puzzles, margin, k=1", "best_s": best,
-                     "median_s": med, "puzzles_per_s_median": args.decode_n / med})
+        for bf16 in (False, True) if bf16_is_fast("cpu") else (False,):
+            best, med = _time(decode_fn(preset, args.decode_n, pool, bf16), max(1, args.repeat // 2))
+            rows.append({"preset": preset, "what": f"solve {args.decode_n} puzzles, margin, k=1"
+                         + (", bf16 autocast" if bf16 else ""), "best_s": best, "median_s": med,
+                         "puzzles_per_s_median": args.decode_n / med})
     info = {"command": " ".join(["python"] + sys.argv), "threads": args.threads, "torch": torch.__version__,
             "python": platform.python_version(), "machine": platform.machine(), "cpu": _cpu_name(),
             "cores": os.cpu_count(), "load_average_1_5_15": os.getloadavg(), "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}

@@ -1,8 +1,9 @@
 """fastmdm: fast adaptive decoding, fused kernels and training for masked diffusion models."""
 from fastmdm import adapters, compat, ops
 from fastmdm.loss import mdm_loss, mdm_loss_from_hidden, sample_mask
+from fastmdm.runtime import keep_freed_memory
 from fastmdm.sampling import STRATEGIES, Trace, generate, sample
 
 __version__ = "0.1.0"
 __all__ = ["sample", "generate", "Trace", "STRATEGIES", "mdm_loss", "mdm_loss_from_hidden", "sample_mask", "ops",
-           "adapters", "compat"]
+           "adapters", "compat", "keep_freed_memory"]

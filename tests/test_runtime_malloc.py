@@ -1,4 +1,5 @@
-"""`fastmdm.cli.keep_freed_memory`: after it, reallocating a freed large tensor costs no page faults."""
+"""`fastmdm.keep_freed_memory` (every CLI command calls it first): after it, reallocating a freed large tensor
+costs no page faults."""
 import os
 import platform
 import subprocess
@@ -8,7 +9,7 @@ import pytest
 
 PROBE = r"""
 import resource, sys, torch
-from fastmdm.cli import keep_freed_memory
+from fastmdm import keep_freed_memory
 applied = keep_freed_memory() if sys.argv[1] == "tuned" else None
 def faults_of_alloc():
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -38,6 +39,6 @@ def test_a_reallocated_block_is_reused_without_page_faults():
 
 
 def test_user_malloc_settings_are_respected(monkeypatch):
-    from fastmdm.cli import keep_freed_memory
+    from fastmdm import keep_freed_memory
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1000000")
     assert keep_freed_memory() is False
