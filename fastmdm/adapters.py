@@ -44,6 +44,14 @@ def shift_right(t: torch.Tensor) -> torch.Tensor:
     return torch.cat([t[:, :1], t[:, :-1]], dim=1)
 
 
+def _forward(fn, input_ids, attention_mask, kwargs):
+    """fn(input_ids), passing attention_mask and other keywords only when there are any (so a model whose
+    forward takes no attention_mask still works without one)."""
+    if attention_mask is None and not kwargs:
+        return fn(input_ids)
+    return fn(input_ids, attention_mask=attention_mask, **kwargs)
+
+
 class _Wrapper:
     """Delegates every attribute it does not define to the wrapped model."""
 
@@ -70,15 +78,10 @@ class HFHiddenModel(_Wrapper):
         object.__setattr__(self, "head", head)
 
     def __call__(self, input_ids, attention_mask=None, **kwargs):
-        if attention_mask is None and not kwargs:
-            return self.model(input_ids)
-        return self.model(input_ids, attention_mask=attention_mask, **kwargs)
+        return _forward(self.model, input_ids, attention_mask, kwargs)
 
     def forward_hidden(self, input_ids, attention_mask=None, **kwargs):
-        if attention_mask is None and not kwargs:
-            out = self.base(input_ids)
-        else:
-            out = self.base(input_ids, attention_mask=attention_mask, **kwargs)
+        out = _forward(self.base, input_ids, attention_mask, kwargs)
         hidden = _hidden_of(out)
         d = self.head.weight.shape[1]
         if hidden.dim() != 3 or hidden.shape[-1] != d:
@@ -158,10 +161,7 @@ class ShiftedModel(_Wrapper):
             object.__setattr__(self, "forward_hidden", self._shifted_hidden)
 
     def __call__(self, input_ids, attention_mask=None, **kwargs):
-        if attention_mask is None and not kwargs:
-            out = self.model(input_ids)
-        else:
-            out = self.model(input_ids, attention_mask=attention_mask, **kwargs)
+        out = _forward(self.model, input_ids, attention_mask, kwargs)
         return shift_right(_logits_of(out))
 
     def _shifted_hidden(self, input_ids, attention_mask=None, **kwargs):
@@ -186,9 +186,7 @@ class AutocastModel(_Wrapper):
 
     def __call__(self, input_ids, attention_mask=None, **kwargs):
         with torch.autocast(input_ids.device.type, dtype=self.autocast_dtype):
-            if attention_mask is None and not kwargs:
-                return self.model(input_ids)
-            return self.model(input_ids, attention_mask=attention_mask, **kwargs)
+            return _forward(self.model, input_ids, attention_mask, kwargs)
 
     def _hidden(self, input_ids, attention_mask=None, **kwargs):
         with torch.autocast(input_ids.device.type, dtype=self.autocast_dtype):

@@ -14,6 +14,15 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 PUZZLE = "53..7....6..195....98....6.8...6...34..8.3..17...2...6.6....28....419..5....8..79"
 
 
+def eval_set(tmp_path, n, seed):
+    """n synthetic puzzles and the '<puzzle> <solution>' file `sudoku eval --file` reads."""
+    d = synthetic_puzzles(n, seed=seed)
+    f = tmp_path / "set.txt"
+    f.write_text("\n".join("".join(map(str, p)) + " " + "".join(map(str, s))
+                           for p, s in zip(d["puzzles"], d["solutions"])) + "\n")
+    return d, f
+
+
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     d = tmp_path_factory.mktemp("ckpt")
@@ -48,10 +57,7 @@ def test_solve_names_the_bad_line(ckpt, tmp_path):
 
 
 def test_eval_on_a_file_prints_a_table_and_writes_json(ckpt, tmp_path, capsys):
-    d = synthetic_puzzles(6, seed=2)
-    f = tmp_path / "set.txt"
-    f.write_text("\n".join("".join(map(str, p)) + " " + "".join(map(str, s))
-                           for p, s in zip(d["puzzles"], d["solutions"])) + "\n")
+    d, f = eval_set(tmp_path, 6, seed=2)
     out = tmp_path / "r.json"
     assert main(["sudoku", "eval", "--checkpoint", ckpt, "--file", str(f), "--strategies", "random,margin",
                  "--json", str(out), "--steps", "10"]) == 0
@@ -63,10 +69,7 @@ def test_eval_on_a_file_prints_a_table_and_writes_json(ckpt, tmp_path, capsys):
 
 
 def test_eval_sweeps_k_into_one_table_per_value_json_and_a_line_chart(ckpt, tmp_path, capsys):
-    d = synthetic_puzzles(4, seed=3)
-    f = tmp_path / "set.txt"
-    f.write_text("\n".join("".join(map(str, p)) + " " + "".join(map(str, s))
-                           for p, s in zip(d["puzzles"], d["solutions"])) + "\n")
+    d, f = eval_set(tmp_path, 4, seed=3)
     out, png = tmp_path / "r.json", tmp_path / "sweep.png"
     assert main(["sudoku", "eval", "--checkpoint", ckpt, "--file", str(f), "--strategies", "margin",
                  "--sweep-k", "1,4,16", "--json", str(out), "--plot", str(png)]) == 0
@@ -93,10 +96,7 @@ def test_demo_prints_the_table_and_the_margin_fill_order(ckpt, capsys):
 
 
 def test_eval_and_solve_take_a_precision_and_record_it(ckpt, tmp_path, capsys):
-    d = synthetic_puzzles(3, seed=4)
-    f = tmp_path / "set.txt"
-    f.write_text("\n".join("".join(map(str, p)) + " " + "".join(map(str, s))
-                           for p, s in zip(d["puzzles"], d["solutions"])) + "\n")
+    d, f = eval_set(tmp_path, 3, seed=4)
     out = tmp_path / "r.json"
     assert main(["sudoku", "eval", "--checkpoint", ckpt, "--file", str(f), "--strategies", "margin",
                  "--precision", "bf16", "--json", str(out)]) == 0
