@@ -21,7 +21,7 @@ SCORES = ("confidence", "margin", "entropy", "none")
 # ----------------------------------------------------------------------------------------------
 # dispatch
 # ----------------------------------------------------------------------------------------------
-def _check_backend(backend: str) -> None:
+def check_backend(backend: str) -> None:
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} is not one of {BACKENDS}; pass 'auto', 'torch' or 'triton'")
 
@@ -40,7 +40,7 @@ def triton_available() -> bool:
 
 def resolve_backend(backend: str, *tensors: torch.Tensor) -> str:
     """'torch' or 'triton' for these tensors; raises a clear error when 'triton' cannot run."""
-    _check_backend(backend)
+    check_backend(backend)
     on_cuda = all(t.is_cuda for t in tensors if t is not None)
     if backend == "auto":
         return "triton" if (on_cuda and triton_available()) else "torch"
@@ -52,6 +52,21 @@ def resolve_backend(backend: str, *tensors: torch.Tensor) -> str:
                 "backend='triton' on CPU tensors needs TRITON_INTERPRET=1 set before fastmdm is imported; "
                 "use backend='torch' or move the tensors to CUDA")
     return backend
+
+
+# ----------------------------------------------------------------------------------------------
+# noise
+# ----------------------------------------------------------------------------------------------
+def gumbel(shape, *, generator: torch.Generator | None = None, device=None,
+           dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Standard Gumbel(0, 1) noise, -log(-log u) with u ~ U[0, 1) drawn from `generator`; always finite.
+
+    Token draws use float64 (the default): argmax(z + Gumbel) is then a draw from softmax(z) even far into
+    the tail, as in LLaDA's and Dream's samplers. Ranking noise on float32 scores (`score_noise`) uses
+    float32, which is as fine as the scores it perturbs and half the random stream.
+    """
+    u = torch.rand(shape, generator=generator, device=device, dtype=dtype)
+    return -torch.log(-torch.log(u.clamp_min(torch.finfo(dtype).tiny)))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -75,9 +90,7 @@ def token_stats_reference(logits: torch.Tensor, *, score: str = "confidence", te
         z = z / temperature
     logp = torch.log_softmax(z, dim=-1)  # [N, V]
     if temperature > 0:
-        u = torch.rand(z.shape, generator=generator, device=z.device, dtype=torch.float64)
-        gumbel = -torch.log(-torch.log(u.clamp_min(1e-300)))  # float64 noise, as LLaDA does
-        tokens = torch.argmax(z.double() + gumbel, dim=-1)
+        tokens = torch.argmax(z.double() + gumbel(z.shape, generator=generator, device=z.device), dim=-1)
     else:
         tokens = torch.argmax(z, dim=-1)
     if score == "none":
@@ -116,8 +129,7 @@ def token_stats_eager(logits: torch.Tensor, *, score: str = "confidence", temper
         z[:, mask_id] = -math.inf
     if temperature > 0:
         z.div_(temperature)
-        u = torch.rand(z.shape, generator=generator, device=z.device, dtype=torch.float64)
-        tokens = torch.argmax(z.double() - torch.log(-torch.log(u.clamp_min(1e-300))), dim=-1)
+        tokens = torch.argmax(z.double() + gumbel(z.shape, generator=generator, device=z.device), dim=-1)
     else:
         tokens = torch.argmax(z, dim=-1)
     if score == "none":

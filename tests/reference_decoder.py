@@ -1,7 +1,7 @@
 """An independent, deliberately plain re-derivation of fastmdm's decoding semantics (DESIGN.md section 2).
 
 One row at a time, one position at a time, float64 probabilities: slow and obviously right. The engine in
-fastmdm/sampling.py is vectorized; tests compare the two token for token at temperature 0.
+fastmdm.engine is vectorized; tests compare the two token for token at temperature 0.
 """
 from __future__ import annotations
 

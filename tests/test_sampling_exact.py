@@ -78,7 +78,7 @@ def test_chunked_scoring_gives_the_same_tokens_as_one_chunk(monkeypatch):
     model = ToyMDM(vocab=V, seed=6)
     x = mixed_batch(seed=7)
     whole = fastmdm.sample(model, x, strategy="margin", mask_id=MASK, k=2)
-    monkeypatch.setattr(fastmdm.sampling, "LOGITS_CHUNK_BYTES", 4 * V * 3)  # 3 rows per chunk
+    monkeypatch.setattr(fastmdm.engine, "LOGITS_CHUNK_BYTES", 4 * V * 3)  # 3 rows per chunk
     assert torch.equal(fastmdm.sample(model, x, strategy="margin", mask_id=MASK, k=2), whole)
 
 

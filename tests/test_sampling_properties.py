@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from toy import FixedLogits, LogitsOnly, ToyMDM
 
 import fastmdm
-from fastmdm import ops
+from fastmdm import ops, plans
 
 
 @st.composite
@@ -99,7 +99,7 @@ def test_replaying_the_trace_shows_each_step_chose_the_top_scores(p):
             picked = chosen[b, idx]
             assert torch.equal(tr.tokens[b, idx][picked], tok[picked])
             # chosen positions are not beaten by any unchosen position of the same group
-            groups = fastmdm.sampling.groups_by_rank(fillable[b:b + 1], p["block"])[0, idx]
+            groups = plans.groups_by_rank(fillable[b:b + 1], p["block"])[0, idx]
             same = groups == groups[picked].min()
             if (~picked & same).any():
                 assert sc[picked].min() >= sc[~picked & same].max() - 1e-6

@@ -20,15 +20,23 @@ output at i - 1). On the timesteps linspace(1, eps, steps + 1), step i (from t t
 - Tokens and scores come from softmax(logits / temperature) (softmax(logits) at temperature 0) after `top_p`
   (keep the most probable tokens until their mass exceeds top_p) and `top_k` filtering, as in Dream.
 
+Options left unset (None) are resolved as Dream's own `diffusion_generate` resolves them: from the
+`generation_config` argument, else from `model.generation_config`, else from `model.config`, else Dream's
+defaults (steps 512, temperature 0.0, alg "origin", eps 1e-3, 20 new tokens). Every keyword passed explicitly
+wins, whatever its value. So a model whose config carries transformers' legacy generation defaults
+(temperature 1.0, top_k 50) samples, exactly as Dream's code does: pass temperature=0.0 for greedy decoding.
+
 Where fastmdm differs from Dream's code (none of it changes temperature-0 tokens of a float32 model that never
 prefers the mask token, on batches whose rows have equally many masks, which is every batch of prompts without
-mask tokens):
+mask tokens, except on exact score ties, see the third point):
 - The mask token is never produced (Dream's argmax could pick it); scores are still computed from Dream's
   distribution, mask column included.
 - k is computed per row from the row's own masks; Dream uses the batch mean for every row, which differs only
   when rows hold different numbers of masks, and there writes the mask token over real tokens.
-- Scores are float32 whatever the logits' dtype (Dream ranks in the logits' dtype, where bf16 rounds many equal;
-  fastmdm breaks ties towards the lower position); steps where no row reveals anything skip the model call
+- Scores are float32 whatever the logits' dtype (Dream ranks in the logits' dtype, where bf16 rounds many equal).
+  On an exact tie fastmdm fills the lower position first, while Dream's torch.topk breaks ties in no documented
+  order, so tied positions can be filled in another order and later tokens can differ (rare in float32, where
+  a tie needs bit-identical scores; common in bf16); steps where no row reveals anything skip the model call
   (except for "origin", whose reveal draws need every step); only masked positions are scored, through the LM
   head alone when the model has `forward_hidden` (see `fastmdm.adapters.from_hf`).
 - With temperature > 0 (and with alg_temp) the draws use `generator` and follow Dream's distributions, not its
@@ -42,7 +50,10 @@ from dataclasses import dataclass
 
 import torch
 
-from fastmdm import adapters, ops, sampling
+from fastmdm import adapters, ops, validate
+from fastmdm.cache import supports_kv_cache
+from fastmdm.engine import Chunk, decode, has_hidden_path, logits_of
+from fastmdm.plans import generation_layout
 
 MASK_TOKEN_ID = 151666
 ALGS = ("origin", "maskgit_plus", "topk_margin", "entropy")
@@ -73,22 +84,37 @@ def dream_attention(attention_mask: torch.Tensor | None):
 
 class _DreamCall:
     """The engine's model interface (x, 2-D attention_mask) over a Dream-style model: builds Dream's 4-D mask and
-    position ids, calls the model, shifts its output right by one."""
+    position ids, calls the model, shifts its output right by one. With a block cache the window starts one
+    position early, since position i reads the hidden state of position i - 1."""
 
     def __init__(self, model, attention_mask):
         self.model = model
         self.attn, self.position_ids = dream_attention(attention_mask)
-        if sampling.has_hidden_path(model):
+        if has_hidden_path(model):
             self.forward_hidden = self._hidden
             self.get_output_embeddings = model.get_output_embeddings
+            self.supports_kv_cache = supports_kv_cache(model)
+
+    def _rows(self, cache):
+        if cache is None or self.position_ids is None or cache.all_rows:
+            return self.attn, self.position_ids
+        return self.attn[cache.rows], self.position_ids[cache.rows]
 
     def __call__(self, x, attention_mask=None):
         out = self.model(x, attention_mask=self.attn, position_ids=self.position_ids)
-        return adapters.shift_right(adapters._logits_of(out))
+        return adapters.shift_right(logits_of(out))
 
-    def _hidden(self, x, attention_mask=None):
-        return adapters.shift_right(self.model.forward_hidden(x, attention_mask=self.attn,
-                                                              position_ids=self.position_ids))
+    def _hidden(self, x, attention_mask=None, cache=None):
+        if cache is None:
+            return adapters.shift_right(self.model.forward_hidden(x, attention_mask=self.attn,
+                                                                  position_ids=self.position_ids))
+        attn, position_ids = self._rows(cache)
+        if cache.start == 0:  # the window holds position 0, which keeps its own output
+            return adapters.shift_right(self.model.forward_hidden(x, attention_mask=attn, position_ids=position_ids,
+                                                                  cache=cache))
+        with cache.widen_left(1):
+            h = self.model.forward_hidden(x, attention_mask=attn, position_ids=position_ids, cache=cache)
+        return h[:, :-1]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -118,7 +144,7 @@ class DreamScorer:
         self.alg, self.temperature, self.top_p, self.top_k = alg, temperature, top_p, top_k
         self.mask_id, self.generator = mask_id, generator
 
-    def __call__(self, chunk: sampling.Chunk):
+    def __call__(self, chunk: Chunk):
         z = chunk.logits().float()  # [N, V]
         nan_rows = torch.isnan(z).any(-1)
         if self.temperature > 0:
@@ -132,9 +158,8 @@ class DreamScorer:
             others[:, self.mask_id] = -math.inf
             allowed = torch.where(empty[:, None], torch.softmax(others, dim=-1), allowed)
         if self.temperature > 0:
-            u = torch.rand(probs.shape, generator=self.generator, device=probs.device, dtype=torch.float64)
-            gumbel = -torch.log(-torch.log(u.clamp_min(1e-300)))
-            tokens = torch.argmax(torch.log(allowed.double()) + gumbel, dim=-1)  # a draw from `allowed`
+            noise = ops.gumbel(probs.shape, generator=self.generator, device=probs.device)
+            tokens = torch.argmax(torch.log(allowed.double()) + noise, dim=-1)  # a draw from `allowed`
         else:
             tokens = torch.argmax(allowed, dim=-1)
         if self.alg == "topk_margin":
@@ -188,70 +213,61 @@ class DreamPlan:
 # ----------------------------------------------------------------------------------------------
 # entry point
 # ----------------------------------------------------------------------------------------------
-def _default_mask_id(model):
-    for holder in (getattr(model, "generation_config", None), getattr(model, "config", None)):
-        value = getattr(holder, "mask_token_id", None)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    return MASK_TOKEN_ID
+#: Dream's generation defaults, for the options neither the call nor any config sets
+DEFAULTS = dict(max_new_tokens=None, max_length=20, steps=512, temperature=0.0, top_p=None, top_k=None,
+                alg="origin", alg_temp=None, eps=1e-3, mask_token_id=None, output_history=False,
+                return_dict_in_generate=False, num_return_sequences=1)
 
 
-def _check_float(name, value, lo, hi, text, allow_none=True):
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise TypeError(f"{name}: must be a number {text}, got {value!r}")
-    if not lo(value) or not hi(value):
-        raise ValueError(f"{name}: must be {text}, got {value}")
-
-
-_DEFAULTS = dict(max_new_tokens=None, max_length=None, steps=512, temperature=0.0, top_p=None, top_k=None,
-                 alg="origin", alg_temp=None, eps=1e-3, mask_token_id=None, output_history=False,
-                 return_dict_in_generate=False, num_return_sequences=1)
-
-
-def _merge_config(config, given):
-    """Options from a Dream-style generation config for every argument left at its default."""
-    merged = dict(given)
-    for name, default in _DEFAULTS.items():
-        value = getattr(config, name, None)
-        if name == "max_length" and value == 20:  # Dream's config default: means "20 new tokens", as no value does
-            value = None
-        if value is not None and given[name] == default and (default is None or type(given[name]) is type(default)):
-            merged[name] = value
-    return merged
+def resolve_options(model, given: dict, generation_config=None) -> dict:
+    """Every option: the explicit keyword (anything but None), else the first config holding it (the
+    `generation_config` argument, else `model.generation_config`, else `model.config`), else Dream's default.
+    The mask token id also falls back to model.generation_config / model.config, then Dream's 151666."""
+    source = generation_config
+    if source is None:
+        source = getattr(model, "generation_config", None)
+    if source is None:
+        source = getattr(model, "config", None)
+    options = {}
+    for name, default in DEFAULTS.items():
+        value = given.get(name)
+        if value is None and source is not None:
+            value = getattr(source, name, None)
+        options[name] = default if value is None else value
+    if options["mask_token_id"] is None:
+        for holder in (getattr(model, "generation_config", None), getattr(model, "config", None)):
+            value = getattr(holder, "mask_token_id", None)
+            if isinstance(value, int) and not isinstance(value, bool):
+                options["mask_token_id"] = value
+                break
+        else:
+            options["mask_token_id"] = MASK_TOKEN_ID
+    return options
 
 
 @torch.no_grad()
-def diffusion_generate(model, inputs=None, attention_mask=None, *, max_new_tokens=None, max_length=None, steps=512,
-                       temperature=0.0, top_p=None, top_k=None, alg="origin", alg_temp=None, eps=1e-3,
-                       mask_token_id=None, output_history=False, return_dict_in_generate=False,
-                       num_return_sequences=1, generator=None, backend="auto", input_ids=None,
-                       generation_config=None, **unused):
+def diffusion_generate(model, inputs=None, attention_mask=None, *, max_new_tokens=None, max_length=None, steps=None,
+                       temperature=None, top_p=None, top_k=None, alg=None, alg_temp=None, eps=None,
+                       mask_token_id=None, output_history=None, return_dict_in_generate=None,
+                       num_return_sequences=None, generator=None, backend="auto", input_ids=None,
+                       generation_config=None, cache=None, **unused):
     """Dream's `model.diffusion_generate(inputs, ...)` (same options, same tokens at temperature 0), batched.
 
     Returns the sequences [B, P + max_new_tokens], or `DreamOutput(sequences, history)` with
-    `return_dict_in_generate=True`. `mask_token_id` defaults to the model's generation_config/config value, else
-    Dream's 151666. A `generation_config` (any object with Dream's field names) supplies every option left at
-    its default here, as Dream's does (explicit keywords win). See the module docstring for the semantics and the
-    few differences from Dream's code.
+    `return_dict_in_generate=True`. Options left at None are resolved as Dream does (see the module docstring);
+    explicit keywords always win. `cache="prefix"|"dual"` runs Fast-dLLM's block caches over the whole
+    generation (one block; approximate) for a model that implements `fastmdm.cache`.
     """
-    if generation_config is not None:
-        given = dict(max_new_tokens=max_new_tokens, max_length=max_length, steps=steps, temperature=temperature,
-                     top_p=top_p, top_k=top_k, alg=alg, alg_temp=alg_temp, eps=eps, mask_token_id=mask_token_id,
-                     output_history=output_history, return_dict_in_generate=return_dict_in_generate,
-                     num_return_sequences=num_return_sequences)
-        merged = _merge_config(generation_config, given)
-        return diffusion_generate(model, inputs, attention_mask, generator=generator, backend=backend,
-                                  input_ids=input_ids, **merged, **unused)
+    o = resolve_options(model, dict(max_new_tokens=max_new_tokens, max_length=max_length, steps=steps,
+                                    temperature=temperature, top_p=top_p, top_k=top_k, alg=alg, alg_temp=alg_temp,
+                                    eps=eps, mask_token_id=mask_token_id, output_history=output_history,
+                                    return_dict_in_generate=return_dict_in_generate,
+                                    num_return_sequences=num_return_sequences), generation_config)
     if inputs is None:
         inputs = input_ids
-    if not isinstance(inputs, torch.Tensor) or inputs.dim() != 2:
-        shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
-        raise ValueError(f"inputs: must be a LongTensor [B, P] of token ids, got {shape}; use inputs[None] for one "
-                         "sequence")
-    if inputs.dtype.is_floating_point or inputs.dtype == torch.bool:
-        raise TypeError(f"inputs: must hold integer token ids (torch.long), got {inputs.dtype}")
+    if not isinstance(inputs, torch.Tensor):
+        raise TypeError(f"inputs: must be a LongTensor [B, P] of token ids, got {type(inputs).__name__}")
+    inputs = validate.check_token_ids("inputs", inputs)
     known = {"pad_token_id", "bos_token_id", "eos_token_id", "generation_tokens_hook_func",
              "generation_logits_hook_func"}
     odd = sorted(set(unused) - known)
@@ -261,63 +277,58 @@ def diffusion_generate(model, inputs=None, attention_mask=None, *, max_new_token
         if unused.get(name) is not None:
             raise ValueError(f"{name}: Dream's per-step hooks are not supported by fastmdm's loop; pass a "
                              "callable strategy to fastmdm.sample instead")
+    alg, steps, temperature, eps = o["alg"], o["steps"], o["temperature"], o["eps"]
     if alg not in ALGS:
         raise ValueError(f"alg: unknown {alg!r}; use one of {ALGS}")
-    sampling._check_int("steps", steps)
-    sampling._check_int("num_return_sequences", num_return_sequences)
-    sampling._check_int("top_k", top_k)
-    _check_float("temperature", temperature, lambda v: v >= 0, lambda v: True, ">= 0", allow_none=False)
-    _check_float("alg_temp", alg_temp, lambda v: v >= 0, lambda v: True, ">= 0")
-    _check_float("top_p", top_p, lambda v: v > 0, lambda v: v <= 1, "in (0, 1]")
-    _check_float("eps", eps, lambda v: v > 0, lambda v: v < 1, "in (0, 1) (the last timestep)", allow_none=False)
-    sampling._check_sampling_args(temperature, 0.0, backend, generator, False)
-    mask_id = _default_mask_id(model) if mask_token_id is None else mask_token_id
-    if isinstance(mask_id, bool) or not isinstance(mask_id, int) or mask_id < 0:
-        raise TypeError(f"mask_token_id: must be a token id (an int >= 0), got {mask_id!r}")
+    for name in ("steps", "num_return_sequences", "top_k"):
+        validate.check_int(name, o[name])
+    validate.check_number("temperature", temperature)
+    validate.check_number("alg_temp", o["alg_temp"], allow_none=True)
+    top_p = o["top_p"]
+    validate.check_number("top_p", top_p, low_open=True, high=1.0, allow_none=True)
+    validate.check_number("eps", eps, low_open=True, high=1.0, high_open=True)
+    validate.check_sampling(temperature, 0.0, backend, generator)
+    mask_id = validate.check_token_id("mask_token_id", o["mask_token_id"])
+    validate.check_token_in_vocab("mask_token_id", mask_id, validate.model_vocab_size(model),
+                                  f"pass mask_token_id=<the model's mask token id> (Dream's is {MASK_TOKEN_ID})")
+    validate.check_devices(model, inputs)
+    if cache is not None and alg == "origin":
+        raise ValueError("cache: alg='origin' reveals positions by chance at every step, so it runs without a "
+                         "cache; pass cache=None or a ranked alg")
     B, P = inputs.shape
-    if max_new_tokens is not None:
-        sampling._check_int("max_new_tokens", max_new_tokens)
-        new = max_new_tokens
-    elif max_length is not None:
-        sampling._check_int("max_length", max_length)
-        new = max_length - P
+    if max_new_tokens is not None or (o["max_new_tokens"] is not None and max_length is None):
+        validate.check_int("max_new_tokens", o["max_new_tokens"])
+        new = o["max_new_tokens"]
+    elif max_length is not None or o["max_length"] != 20:
+        validate.check_int("max_length", o["max_length"])
+        new = o["max_length"] - P
         if new < 1:
-            raise ValueError(f"max_length: {max_length} leaves no room after the {P} input tokens; pass "
+            raise ValueError(f"max_length: {o['max_length']} leaves no room after the {P} input tokens; pass "
                              "max_new_tokens=<tokens to generate> instead")
-    else:
+    else:  # Dream's default max_length of 20 means 20 new tokens
         new = 20
         warnings.warn("diffusion_generate: neither max_new_tokens nor max_length given; generating 20 tokens "
                       "(Dream's default). Pass max_new_tokens= to choose.", UserWarning, stacklevel=2)
-    if attention_mask is not None:
-        if not isinstance(attention_mask, torch.Tensor) or tuple(attention_mask.shape) != (B, P):
-            shape = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask)
-            raise ValueError(f"attention_mask: must be a tensor of the inputs' shape {(B, P)} (1 = real token, "
-                             f"0 = left padding), got {shape}")
-    if num_return_sequences > 1:
-        inputs = inputs.repeat_interleave(num_return_sequences, dim=0)
+    validate.check_attention_mask(attention_mask, (B, P), "the inputs'")
+    n_ret = o["num_return_sequences"]
+    if n_ret > 1:
+        inputs = inputs.repeat_interleave(n_ret, dim=0)
         if attention_mask is not None:
-            attention_mask = attention_mask.repeat_interleave(num_return_sequences, dim=0)
+            attention_mask = attention_mask.repeat_interleave(n_ret, dim=0)
 
     dev = inputs.device
-    x = torch.cat([inputs.long(), torch.full((inputs.shape[0], new), mask_id, dtype=torch.long, device=dev)], 1)
-    if attention_mask is not None:
-        attention_mask = torch.cat([attention_mask, torch.ones(attention_mask.shape[0], new,
-                                                               dtype=attention_mask.dtype, device=dev)], 1)
-    fillable = x == mask_id
-    if attention_mask is not None:
-        fillable &= attention_mask.bool()
-    groups = torch.zeros_like(x)
+    x, attention_mask, fillable, groups, _ = generation_layout(inputs, new, None, mask_id, attention_mask)
     plan = DreamPlan(alg, steps, eps, generator, dev)
-    scorer = DreamScorer(alg=alg, temperature=float(temperature), top_p=top_p, top_k=top_k, mask_id=mask_id,
+    scorer = DreamScorer(alg=alg, temperature=float(temperature), top_p=top_p, top_k=o["top_k"], mask_id=mask_id,
                          generator=generator)
-    noise = float(alg_temp) if (alg != "origin" and alg_temp) else 0.0
-    tokens, order, _ = sampling.decode(_DreamCall(model, attention_mask), x, attention_mask, fillable, groups,
-                                       plan=plan, scorer=scorer, mask_id=mask_id, score_noise=noise,
-                                       generator=generator, backend=backend)
-    if not return_dict_in_generate:
+    noise = float(o["alg_temp"]) if (alg != "origin" and o["alg_temp"]) else 0.0
+    trace = decode(_DreamCall(model, attention_mask), x, attention_mask, fillable, groups, plan=plan, scorer=scorer,
+                   mask_id=mask_id, score_noise=noise, generator=generator, backend=backend, cache=cache)
+    tokens, order = trace.tokens, trace.order
+    if not o["return_dict_in_generate"]:
         return tokens
     history = None
-    if output_history:
+    if o["output_history"]:
         call_steps = torch.tensor(plan.call_steps + [steps], dtype=torch.long, device=dev)
         step_of = torch.where(order >= 0, call_steps[order.clamp(min=0)], torch.full_like(order, -1))
         history = tuple(torch.where(fillable & (step_of > i), torch.full_like(tokens, mask_id), tokens)

@@ -14,10 +14,13 @@ masked in `un`. `logits_eos_inf` forbids EOS; `confidence_eos_eot_inf` removes E
 softmax, so positions predicting them score 0 and are filled last in their block.
 
 Where fastmdm differs from LLaDA's code (none of it changes temperature-0 tokens of a float32 model that never
-prefers the mask token):
+prefers the mask token, except on exact ties, see the second point):
 - The mask token is never produced; LLaDA's argmax could pick it (then the position stayed masked).
 - Confidences are float32 whatever the logits' dtype; LLaDA's are in the logits' dtype (bf16 rounds many of them
-  equal, and torch.topk breaks such ties in no documented order). fastmdm breaks ties towards the lower position.
+  equal). On an exact tie between two positions, fastmdm fills the lower position first while LLaDA's
+  torch.topk breaks ties in no documented order, so the two can fill the tied positions in another order and,
+  through the later steps, end with other tokens. Exact float32 ties are rare with real logits (they need two
+  positions with bit-identical confidences) and common in bf16.
 - Only the current block's masks are scored, through the LM head alone when the model has `forward_hidden`
   (see `fastmdm.adapters.from_hf`); steps where no position is due (more steps than masks) skip the model call.
 - With temperature > 0, `confidence_eos_eot_inf` removes EOS and EOT from the confidence softmax as at
@@ -34,8 +37,12 @@ import math
 
 import torch
 
-from fastmdm import sampling
+from fastmdm import ops, validate
+from fastmdm.engine import Chunk, decode
+from fastmdm.guidance import CFGModel, prompt_positions
+from fastmdm.plans import StepsPlan, generation_layout
 
+MASK_ID = 126336
 EOS_ID = 126081
 EOT_ID = 126348
 REMASKING = ("low_confidence", "random")
@@ -50,7 +57,7 @@ class LLaDAScorer:
         self.logits_eos_inf, self.confidence_eos_eot_inf = logits_eos_inf, confidence_eos_eot_inf
         self.eos_id, self.eot_id, self.generator = eos_id, eot_id, generator
 
-    def __call__(self, chunk: sampling.Chunk):
+    def __call__(self, chunk: Chunk):
         z = chunk.logits().float()  # [N, V]
         if self.logits_eos_inf:
             z = z.clone()
@@ -59,8 +66,7 @@ class LLaDAScorer:
         pick[:, self.mask_id] = -math.inf  # fastmdm never produces the mask token
         if self.temperature > 0:
             # LLaDA: argmax(exp(z) / (-log u)^T), float64 u; its log is z + T * Gumbel: a draw from softmax(z / T)
-            u = torch.rand(pick.shape, generator=self.generator, device=pick.device, dtype=torch.float64)
-            noise = -torch.log(-torch.log(u.clamp_min(1e-300)))
+            noise = ops.gumbel(pick.shape, generator=self.generator, device=pick.device)
             tokens = torch.argmax(pick.double() + self.temperature * noise, dim=-1)
         else:
             tokens = torch.argmax(pick, dim=-1)
@@ -77,34 +83,18 @@ class LLaDAScorer:
         return tokens, scores
 
 
-def _check_number(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise TypeError(f"{name}: must be a number >= 0, got {value!r}")
-    if value < 0:
-        raise ValueError(f"{name}: must be >= 0, got {value}")
-
-
-def _check_token_id(name, value, vocab_hint):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise TypeError(f"{name}: must be a token id (an int >= 0), got {value!r}{vocab_hint}")
-
-
 @torch.no_grad()
 def generate(model, prompt, attention_mask=None, steps=128, gen_length=128, block_length=128, temperature=0.,
-             cfg_scale=0., remasking='low_confidence', mask_id=126336, logits_eos_inf=False,
+             cfg_scale=0., remasking='low_confidence', mask_id=MASK_ID, logits_eos_inf=False,
              confidence_eos_eot_inf=False, *, eos_id=EOS_ID, eot_id=EOT_ID, generator=None, backend="auto"):
     """LLaDA's `generate` (same arguments, same tokens at temperature 0), batched; returns [B, P + gen_length].
 
     `prompt` [B, P] (left-pad prompts of different lengths and pass `attention_mask` [B, P], 1 = real token);
     see the module docstring for the semantics and the few differences from LLaDA's code.
     """
-    if not isinstance(prompt, torch.Tensor) or prompt.dim() != 2:
-        shape = tuple(prompt.shape) if isinstance(prompt, torch.Tensor) else type(prompt).__name__
-        raise ValueError(f"prompt: must be a LongTensor [B, P], got {shape}; use prompt[None] for one sequence")
-    if prompt.dtype.is_floating_point or prompt.dtype == torch.bool:
-        raise TypeError(f"prompt: must hold integer token ids (torch.long), got {prompt.dtype}")
+    prompt = validate.check_token_ids("prompt", prompt)
     for name, v in (("steps", steps), ("gen_length", gen_length), ("block_length", block_length)):
-        sampling._check_int(name, v)
+        validate.check_int(name, v)
     if gen_length % block_length:
         raise ValueError(f"block_length: gen_length={gen_length} is not a multiple of block_length={block_length}; "
                          f"pick a block_length that divides gen_length (e.g. {math.gcd(gen_length, block_length)}) "
@@ -114,39 +104,35 @@ def generate(model, prompt, attention_mask=None, steps=128, gen_length=128, bloc
         raise ValueError(f"steps: {steps} is not a multiple of the {num_blocks} blocks (gen_length // block_length); "
                          f"pass steps={max(num_blocks, steps - steps % num_blocks)} or another multiple of "
                          f"{num_blocks}")
-    _check_number("temperature", temperature)
-    _check_number("cfg_scale", cfg_scale)
+    validate.check_number("cfg_scale", cfg_scale)
     if remasking not in REMASKING:
         raise ValueError(f"remasking: unknown {remasking!r}; use one of {REMASKING}")
     for name, v in (("mask_id", mask_id), ("eos_id", eos_id), ("eot_id", eot_id)):
-        _check_token_id(name, v, "")
+        validate.check_token_id(name, v)
     for name, v in (("logits_eos_inf", logits_eos_inf), ("confidence_eos_eot_inf", confidence_eos_eot_inf)):
-        if not isinstance(v, bool):
-            raise TypeError(f"{name}: must be True or False, got {v!r}")
-    sampling._check_sampling_args(temperature, 0.0, backend, generator, False)
-    if attention_mask is not None:
-        if not isinstance(attention_mask, torch.Tensor) or tuple(attention_mask.shape) != tuple(prompt.shape):
-            shape = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask)
-            raise ValueError(f"attention_mask: must be a tensor of the prompt's shape {tuple(prompt.shape)} "
-                             f"(1 = real token, 0 = left padding), got {shape}")
+        validate.check_bool(name, v)
+    validate.check_sampling(temperature, 0.0, backend, generator)
+    validate.check_attention_mask(attention_mask, prompt.shape, "the prompt's")
+    vocab = validate.model_vocab_size(model)
+    validate.check_token_in_vocab("mask_id", mask_id, vocab, f"pass mask_id=<the model's mask token id> "
+                                  f"(LLaDA's is {MASK_ID})")
+    validate.check_devices(model, prompt)
 
-    x, attention_mask, fillable, groups, groups_per_row = sampling.prepare_generation(
+    x, attention_mask, fillable, groups, groups_per_row = generation_layout(
         prompt, gen_length, block_length, mask_id, attention_mask)
-    plan = sampling.make_plan(None, steps, None, groups_per_row)
+    plan = StepsPlan(steps, groups_per_row)
     use_hidden = None
     if cfg_scale > 0:
-        prompt_index = torch.zeros_like(fillable)
-        prompt_index[:, :prompt.shape[1]] = prompt != mask_id
-        model, use_hidden = sampling._CFGModel(model, float(cfg_scale), prompt_index, mask_id), False
+        model = CFGModel(model, float(cfg_scale), prompt_positions(prompt, x.shape[1], mask_id), mask_id)
+        use_hidden = False
     eos_used = [n for n, on in (("eos_id", logits_eos_inf or confidence_eos_eot_inf),
                                 ("eot_id", confidence_eos_eot_inf)) if on]
     scorer = LLaDAScorer(temperature=float(temperature), remasking=remasking, mask_id=mask_id,
                          logits_eos_inf=logits_eos_inf, confidence_eos_eot_inf=confidence_eos_eot_inf,
                          eos_id=eos_id, eot_id=eot_id, generator=generator)
     scorer = _VocabChecked(scorer, {n: (eos_id if n == "eos_id" else eot_id) for n in eos_used})
-    tokens, _, _ = sampling.decode(model, x, attention_mask, fillable, groups, plan=plan, scorer=scorer,
-                                   mask_id=mask_id, generator=generator, backend=backend, use_hidden=use_hidden)
-    return tokens
+    return decode(model, x, attention_mask, fillable, groups, plan=plan, scorer=scorer, mask_id=mask_id,
+                  generator=generator, backend=backend, use_hidden=use_hidden).tokens
 
 
 class _VocabChecked:
@@ -157,7 +143,7 @@ class _VocabChecked:
 
     def __call__(self, chunk):
         if not self.checked:
-            V = chunk.weight.shape[0] if chunk.hidden is not None else chunk.logits().shape[-1]
+            V = chunk.vocab_size
             for name, value in self.ids.items():
                 if value >= V:
                     raise ValueError(f"{name}: {value} is outside the model's vocabulary of {V} tokens; pass "
