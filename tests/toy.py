@@ -64,3 +64,42 @@ class FixedLogits(torch.nn.Module):
 
     def forward(self, x, attention_mask=None):
         return self.row.expand(x.shape[0], x.shape[1], -1).clone()
+
+
+class ToyAttention(torch.nn.Module):
+    """One non-causal attention layer that implements the block-cache protocol of `fastmdm.cache`: each
+    position's output is tanh(h + attention(h)), h = token + position embedding, keys = values = h."""
+
+    supports_kv_cache = True
+
+    def __init__(self, vocab: int = 11, d: int = 16, max_len: int = 64, seed: int = 0, scale: float = 3.0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.emb = torch.nn.Parameter(torch.randn(vocab, d, generator=g))
+        self.pos = torch.nn.Parameter(torch.randn(max_len, d, generator=g))
+        self.head = torch.nn.Linear(d, vocab)
+        with torch.no_grad():
+            self.head.weight.copy_(torch.randn(vocab, d, generator=g) * scale / d ** 0.5)
+        self.calls, self.computed = 0, []  # model calls; positions computed per call
+
+    def forward_hidden(self, x, attention_mask=None, cache=None):
+        from fastmdm import ops
+
+        self.calls += 1
+        s, e = (0, x.shape[1]) if cache is None or cache.refreshing else (cache.start, cache.end)
+        self.computed.append(e - s)
+        h = self.emb[x[:, s:e]] + self.pos[s:e]
+        k = v = h[:, None]
+        if cache is not None:
+            k, v = cache.update(0, k, v)
+        pad = None if attention_mask is None else attention_mask.bool()
+        out = torch.tanh(h + 4 * ops.attention(h[:, None], k, v, key_padding_mask=pad, backend="torch")[:, 0])
+        if cache is not None and cache.refreshing:
+            out = out[:, cache.start:cache.end]
+        return out
+
+    def forward(self, x, attention_mask=None):
+        return self.head(self.forward_hidden(x, attention_mask))
+
+    def get_output_embeddings(self):
+        return self.head
