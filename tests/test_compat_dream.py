@@ -346,3 +346,23 @@ def test_nan_logits_are_an_error_naming_the_step():
 
     with pytest.raises(ValueError, match="NaN logits at step 0"):
         dg(NaNModel(), torch.tensor([[3, 4, 7]]), max_new_tokens=4, steps=4, alg="maskgit_plus")
+
+
+def test_unset_options_come_from_the_model_s_configs_and_explicit_keywords_always_win():
+    from types import SimpleNamespace
+
+    model = model_for(seed=36)
+    inputs = torch.tensor([[3, 4, 7]])
+    g = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    greedy = dg(model, inputs, max_new_tokens=6, steps=6, alg="entropy", temperature=0.0, generator=g())
+    # options in the model's config apply (as transformers' legacy generation defaults, temperature and top_k)
+    model.config.temperature, model.config.top_k, model.config.alg, model.config.steps = 4.0, 50, "entropy", 6
+    sampled = dg(model, inputs, max_new_tokens=6, generator=g())
+    assert torch.equal(sampled, dg(model, inputs, max_new_tokens=6, steps=6, alg="entropy", temperature=4.0,
+                                   top_k=50, generator=g()))
+    assert not torch.equal(sampled, greedy)
+    # temperature=0.0 passed explicitly wins over the config's 4.0, although 0.0 is also Dream's default
+    assert torch.equal(dg(model, inputs, max_new_tokens=6, temperature=0.0, generator=g()), greedy)
+    # model.generation_config comes before model.config
+    model.generation_config = SimpleNamespace(temperature=0.0, steps=6, alg="entropy")
+    assert torch.equal(dg(model, inputs, max_new_tokens=6, generator=g()), greedy)
