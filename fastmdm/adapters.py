@@ -16,17 +16,10 @@ from __future__ import annotations
 
 import torch
 
+from fastmdm.engine import has_hidden_path, logits_of
+
 #: config attributes of models whose logits are not `lm_head(last_hidden_state)`; `from_hf` refuses them
 _LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "logits_scaling")
-
-
-def _logits_of(out) -> torch.Tensor:
-    logits = out if isinstance(out, torch.Tensor) else getattr(out, "logits", None)
-    if logits is None and isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-        logits = out[0]
-    if not isinstance(logits, torch.Tensor):
-        raise TypeError(f"model: must return logits [B, L, V] or an object with .logits, got {type(out).__name__}")
-    return logits
 
 
 def _hidden_of(out) -> torch.Tensor:
@@ -138,7 +131,7 @@ def check(adapted, input_ids: torch.Tensor, attention_mask: torch.Tensor | None 
     """Raise ValueError unless head(forward_hidden(x)) equals the model's own logits on `input_ids` within
     `atol`; returns the largest absolute difference."""
     with torch.no_grad():
-        full = _logits_of(adapted(input_ids, attention_mask=attention_mask)).float()
+        full = logits_of(adapted(input_ids, attention_mask=attention_mask)).float()
         head = adapted.get_output_embeddings()
         hidden = adapted.forward_hidden(input_ids, attention_mask=attention_mask)
         mine = torch.nn.functional.linear(hidden, head.weight, getattr(head, "bias", None)).float()
@@ -157,15 +150,20 @@ class ShiftedModel(_Wrapper):
 
     def __init__(self, model):
         super().__init__(model)
-        if callable(getattr(model, "forward_hidden", None)) and callable(getattr(model, "get_output_embeddings", None)):
+        if has_hidden_path(model):
             object.__setattr__(self, "forward_hidden", self._shifted_hidden)
 
     def __call__(self, input_ids, attention_mask=None, **kwargs):
         out = _forward(self.model, input_ids, attention_mask, kwargs)
-        return shift_right(_logits_of(out))
+        return shift_right(logits_of(out))
 
-    def _shifted_hidden(self, input_ids, attention_mask=None, **kwargs):
-        return shift_right(self.model.forward_hidden(input_ids, attention_mask=attention_mask, **kwargs))
+    def _shifted_hidden(self, input_ids, attention_mask=None, cache=None, **kwargs):
+        if cache is None or cache.start == 0:  # position 0 keeps its own output
+            if cache is not None:
+                kwargs["cache"] = cache
+            return shift_right(self.model.forward_hidden(input_ids, attention_mask=attention_mask, **kwargs))
+        with cache.widen_left(1):  # a block cache's window starts one early: position i reads i - 1
+            return self.model.forward_hidden(input_ids, attention_mask=attention_mask, cache=cache, **kwargs)[:, :-1]
 
 
 def shift_logits(model) -> ShiftedModel:
@@ -181,7 +179,7 @@ class AutocastModel(_Wrapper):
     def __init__(self, model, dtype):
         super().__init__(model)
         object.__setattr__(self, "autocast_dtype", dtype)
-        if callable(getattr(model, "forward_hidden", None)) and callable(getattr(model, "get_output_embeddings", None)):
+        if has_hidden_path(model):
             object.__setattr__(self, "forward_hidden", self._hidden)
 
     def __call__(self, input_ids, attention_mask=None, **kwargs):
@@ -204,10 +202,9 @@ def autocast(model, dtype: torch.dtype = torch.bfloat16) -> AutocastModel:
 
 
 def bf16_is_fast(device) -> bool:
-    """Whether bf16 matrix products beat float32 on `device`: a CUDA GPU with bf16, or a CPU with AMX tiles.
-    (Measured on 2 cores of a Xeon VM with AMX, the Sudoku model at batch 64: 41-80 ms per forward in bf16
-    against 85-135 ms in float32, the VM being noisy. With oneDNN held to AVX512-BF16 (no AMX) the bf16 forward
-    took longer than the float32 one, and held to AVX2 about ten times longer.)"""
+    """Whether bf16 matrix products beat float32 on `device`: a CUDA GPU with bf16, or a CPU with AMX tiles
+    (without AMX, CPUs emulate or widen bf16 products, which then cost more than float32 ones; the measurements
+    are in benchmarks/results/sudoku_model_cpu.md)."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()

@@ -238,3 +238,15 @@ def test_gumbel_is_finite_and_standard():
         z = ops.gumbel((200_000,), generator=g, dtype=dtype)
         assert z.dtype == dtype and bool(torch.isfinite(z).all())
         assert abs(float(z.mean()) - 0.5772) < 0.02 and abs(float(z.var()) - math.pi ** 2 / 6) < 0.05
+
+
+@pytest.mark.parametrize("start,end", [(0, 9), (4, 8), (4, 13)])
+def test_a_shifted_model_under_a_cache_reads_one_position_back(start, end):
+    model = fastmdm.adapters.shift_logits(ToyAttention(vocab=V, seed=8))
+    x = torch.randint(0, V, (2, 13), generator=torch.Generator().manual_seed(0))
+    full = model.forward_hidden(x)
+    kv = KVCache("dual", 2)
+    kv.begin(torch.arange(2), start, end, refresh=True)
+    assert torch.allclose(model.forward_hidden(x, cache=kv), full[:, start:end], atol=1e-6)
+    kv.begin(torch.arange(2), start, end, refresh=False)
+    assert torch.allclose(model.forward_hidden(x, cache=kv), full[:, start:end], atol=1e-6)
