@@ -87,7 +87,7 @@ def run(smoke: bool) -> tuple[list[dict], list[str]]:
         rows.append({"op": "token_stats from [B*L, V]", "shape": f"N={N} of {B * L} V={V} bf16", "score": "margin",
                      "T": 0.0, "impl": name, "ms": ms, "GB/s": gbs, "% copy bw": 100 * gbs / bw if bw else None,
                      "peak MB": C.peak_memory_mb(fn)})
-    del full
+    full = None  # free it before the next benchmark (the lambdas above are done with it)
 
     # fused LM head + selection
     for d in d_list:

@@ -1,7 +1,7 @@
 """Throughput of the native Sudoku engine: `fastmdm.sudoku.engine.generate` (graded puzzles per second),
 plus exact solving and grading of generated puzzles.
 
-Issue 4's target: >= 1,000 graded standard puzzles per second on the 2-core development machine, and a
+Target: >= 1,000 graded standard puzzles per second on the 2-core development machine, and a
 million-puzzle training set in under 20 minutes.
 
 The machine is shared, so next to wall-clock rates this records the process CPU time (all threads) and

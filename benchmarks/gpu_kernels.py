@@ -5,7 +5,7 @@ Steps (each result file is written as soon as its step finishes, so a run cut sh
   2. selection: eager / torch.compile / Triton at LLaDA's shape, and the fused LM head
   3. loss: eager / torch.compile / fused at V = 126,464
   4. attention: Triton / SDPA flash, cuDNN, efficient / flash_attn / eager, fwd and fwd+bwd
-  5. a summary against the issue's targets: kernels_gpu_summary.md
+  5. a summary against the kernels' speed targets: kernels_gpu_summary.md
 
 Results go to $OUT when it is set (the device runner copies it back), else benchmarks/results/.
 Budget: about 8 minutes on one H200 (use --full for every attention length); benchmarks that would start
@@ -58,7 +58,7 @@ def _best(rows, **match):
 
 
 def summary(out: Path, env: dict, tests: dict | None, sel: list, loss: list, attn: list) -> Path:
-    lines = ["# Triton kernels on GPU: summary against the issue's targets", "",
+    lines = ["# Triton kernels on GPU: summary against the speed targets", "",
              f"{env.get('date_utc')}, {env.get('gpu')}, torch {env.get('torch')}, triton {env.get('triton')}, "
              f"git {env.get('git')}. Command: `{env.get('command')}`.", ""]
     if env.get("interpreter"):

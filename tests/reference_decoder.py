@@ -1,4 +1,4 @@
-"""An independent, deliberately plain re-derivation of fastmdm's decoding semantics (DESIGN.md section 2).
+"""An independent, deliberately plain re-derivation of fastmdm's decoding semantics (docs/decoding.md).
 
 One row at a time, one position at a time, float64 probabilities: slow and obviously right. The engine in
 fastmdm.engine is vectorized; tests compare the two token for token at temperature 0.

@@ -1,4 +1,4 @@
-"""Every bad input of DESIGN.md's list gets a ValueError or TypeError that names the argument."""
+"""Every bad input of docs/decoding.md's list gets a ValueError or TypeError that names the argument."""
 import pytest
 import torch
 from toy import FixedLogits, ToyMDM
