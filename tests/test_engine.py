@@ -250,3 +250,25 @@ def test_a_shifted_model_under_a_cache_reads_one_position_back(start, end):
     assert torch.allclose(model.forward_hidden(x, cache=kv), full[:, start:end], atol=1e-6)
     kv.begin(torch.arange(2), start, end, refresh=False)
     assert torch.allclose(model.forward_hidden(x, cache=kv), full[:, start:end], atol=1e-6)
+
+
+@pytest.mark.parametrize("positions", ["learned", "rotary", "sudoku"])
+def test_the_transformer_implements_the_block_cache(positions):
+    from fastmdm.models.transformer import Transformer, TransformerConfig
+
+    L = 81 if positions == "sudoku" else 20
+    model = Transformer(TransformerConfig(vocab_size=12, mask_token_id=11, max_len=L, d_model=32, n_layers=2,
+                                          n_heads=4, d_ff=48, positions=positions)).eval()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 12, (3, L), generator=g)
+    am = torch.ones(3, L, dtype=torch.long)
+    am[1, :3] = 0
+    with torch.no_grad():
+        full = model.forward_hidden(x, am)
+        for start, end in [(4, 12), (4, L), (0, L)]:
+            kv = KVCache("dual", 3)
+            kv.begin(torch.arange(3), start, end, refresh=True)
+            assert torch.allclose(model.forward_hidden(x, am, cache=kv), full[:, start:end], atol=1e-5)
+            kv.begin(torch.tensor([0, 2]), start, end, refresh=False)  # a subset of the rows
+            out = model.forward_hidden(x[[0, 2]], am[[0, 2]], cache=kv)
+            assert torch.allclose(out, full[[0, 2], start:end], atol=1e-5)

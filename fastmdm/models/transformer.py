@@ -120,11 +120,13 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
 
-    def forward(self, x, key_padding_mask=None, rope=None):
+    def forward(self, x, key_padding_mask=None, rope=None, cache=None, layer=0):
         B, L, d = x.shape
         q, k, v = self.qkv(x).view(B, L, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
         if rope is not None:
             q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+        if cache is not None:  # keys and values of every position: this call's window, the rest cached
+            k, v = cache.update(layer, k, v)
         y = ops.attention(q, k, v, key_padding_mask=key_padding_mask, backend=self.backend)  # [B, H, L, D]
         return self.proj(y.transpose(1, 2).reshape(B, L, d))
 
@@ -148,8 +150,8 @@ class Block(nn.Module):
         self.norm2 = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.mlp = SwiGLU(cfg.d_model, cfg.d_ff)
 
-    def forward(self, x, key_padding_mask=None, rope=None):
-        x = x + self.attn(self.norm1(x), key_padding_mask, rope)
+    def forward(self, x, key_padding_mask=None, rope=None, cache=None, layer=0):
+        x = x + self.attn(self.norm1(x), key_padding_mask, rope, cache, layer)
         return x + self.mlp(self.norm2(x))
 
 
@@ -214,22 +216,33 @@ class Transformer(nn.Module):
             raise ValueError(f"attention_mask: must have input_ids' shape {tuple(input_ids.shape)}, "
                              f"got {tuple(attention_mask.shape)}")
 
-    def forward_hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Final hidden states [B, L, d] (after the last norm)."""
+    #: implements the block key/value cache of `fastmdm.cache`
+    supports_kv_cache = True
+
+    def forward_hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
+                       cache=None) -> torch.Tensor:
+        """Final hidden states [B, L, d] (after the last norm). With a `fastmdm.cache.KVCache` that is not
+        refreshing, only the window `cache.start:cache.end` is computed (and returned), attending to the
+        cached keys and values of the other positions."""
         self._check_input(input_ids, attention_mask)
         c = self.config
-        x = self.tok_emb(input_ids.long())
+        L = input_ids.shape[1]
+        s, e = (0, L) if cache is None or cache.refreshing else (cache.start, cache.end)
+        x = self.tok_emb(input_ids[:, s:e].long())
         rope = None
         if c.positions == "sudoku":
-            x = x + (self.row_emb(self.row_idx) + self.col_emb(self.col_idx) + self.box_emb(self.box_idx))
+            units = self.row_emb(self.row_idx) + self.col_emb(self.col_idx) + self.box_emb(self.box_idx)
+            x = x + units[s:e]
         elif c.positions == "learned":
-            x = x + self.pos_emb(torch.arange(input_ids.shape[1], device=input_ids.device))
+            x = x + self.pos_emb(torch.arange(s, e, device=input_ids.device))
         else:
-            rope = rotary_tables(input_ids.shape[1], c.d_model // c.n_heads, c.rope_theta, input_ids.device)
+            cos, sin = rotary_tables(e, c.d_model // c.n_heads, c.rope_theta, input_ids.device)
+            rope = cos[s:e], sin[s:e]
         kpm = None if attention_mask is None else attention_mask.bool()
-        for block in self.blocks:
-            x = block(x, kpm, rope)
-        return self.norm(x)
+        for i, block in enumerate(self.blocks):
+            x = block(x, kpm, rope, cache, i)
+        x = self.norm(x)
+        return x[:, cache.start:cache.end] if cache is not None and cache.refreshing else x
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         return self.lm_head(self.forward_hidden(input_ids, attention_mask))
