@@ -62,13 +62,15 @@ class _Wrapper:
 
 class HFHiddenModel(_Wrapper):
     """What `from_hf` returns: `self(x, attention_mask=None, **kw)` is the model's own call;
-    `forward_hidden(x, attention_mask=None, **kw)` runs only the base model and returns hidden states [B, L, d];
-    `get_output_embeddings()` is the model's LM head."""
+    `forward_hidden(x, attention_mask=None, **kw)` runs the base model and the head's position-wise transform
+    (BERT's dense + activation + LayerNorm, for example; none for a plain linear head) and returns hidden
+    states [B, L, d]; `get_output_embeddings()` is the head's final linear layer."""
 
-    def __init__(self, model, base, head):
+    def __init__(self, model, base, head, transform=None):
         super().__init__(model)
         object.__setattr__(self, "base", base)
         object.__setattr__(self, "head", head)
+        object.__setattr__(self, "transform", transform)
 
     def __call__(self, input_ids, attention_mask=None, **kwargs):
         return _forward(self.model, input_ids, attention_mask, kwargs)
@@ -81,20 +83,51 @@ class HFHiddenModel(_Wrapper):
             raise ValueError(f"model: its base model returned shape {tuple(hidden.shape)}, not hidden states "
                              f"[B, L, {d}] matching the LM head; this model applies its head inside the base model, "
                              "so from_hf cannot skip it: pass the model itself to fastmdm instead")
-        return hidden
+        return hidden if self.transform is None else self.transform(hidden)
 
     def get_output_embeddings(self):
         return self.head
 
 
-def from_hf(model, check_inputs: torch.Tensor | None = None, atol: float = 1e-4) -> HFHiddenModel:
+def _sequential(*steps):
+    def run(h):
+        for step in steps:
+            h = step(h)
+        return h
+    return run
+
+
+def head_transform(model, head):
+    """(transform, description) of the position-wise layers a known masked-LM head applies before its final
+    linear `head`; (None, "") when the head is that linear layer alone or the structure is not one known here."""
+    F = torch.nn.functional
+    cls = getattr(getattr(model, "cls", None), "predictions", None)
+    if cls is not None and getattr(cls, "decoder", None) is head and callable(getattr(cls, "transform", None)):
+        return cls.transform, "cls.predictions.transform"  # BERT and its relatives
+    lm = getattr(model, "lm_head", None)
+    if lm is not None and getattr(lm, "decoder", None) is head and hasattr(lm, "dense") and hasattr(lm, "layer_norm"):
+        return _sequential(lm.dense, F.gelu, lm.layer_norm), "lm_head.dense + gelu + lm_head.layer_norm"  # RoBERTa
+    if getattr(model, "vocab_projector", None) is head and hasattr(model, "vocab_transform"):
+        return (_sequential(model.vocab_transform, model.activation, model.vocab_layer_norm),
+                "vocab_transform + activation + vocab_layer_norm")  # DistilBERT
+    if getattr(model, "decoder", None) is head and callable(getattr(model, "head", None)):
+        return model.head, "head"  # ModernBERT
+    return None, ""
+
+
+def from_hf(model, check_inputs: torch.Tensor | None = None, atol: float = 1e-4, verify: bool = True) -> HFHiddenModel:
     """Give a Hugging Face-style model fastmdm's hidden-state path.
 
     `model` needs a base model (`model.base_model`, as transformers' PreTrainedModel defines it, e.g.
-    `model.model`) that returns hidden states, and `model.get_output_embeddings()` (the LM head, a module whose
-    `.weight` is [V, d], optional `.bias`), with logits = head(last hidden state). Models that post-process
-    their logits (soft-capping, scaling) are refused. Pass `check_inputs` (token ids [B, L]) to verify on them
-    that head(hidden) equals the model's own logits within `atol`.
+    `model.model`) that returns hidden states, and `model.get_output_embeddings()` (the final linear layer of
+    the LM head, `.weight` [V, d], optional `.bias`). Supported heads: a plain linear head (Llama-style causal
+    LMs; use `shift_logits(from_hf(model))` for Dream-style decoding) and the masked-LM heads that apply a
+    position-wise transform first (BERT's `cls.predictions.transform`, RoBERTa's `lm_head.dense` + gelu +
+    `layer_norm`, DistilBERT's `vocab_transform` + activation + `vocab_layer_norm`, ModernBERT's `head`); the
+    transform then runs in `forward_hidden`. Models that post-process their logits (soft-capping, scaling) are
+    refused. With `verify` (the default) one short probe forward checks that head(forward_hidden(x)) equals the
+    model's own logits within `atol`, and a model whose head does something else is refused with what was
+    found, never decoded wrongly. `check_inputs` (token ids [B, L]) runs the same check on your inputs.
     """
     if isinstance(model, HFHiddenModel):
         return model
@@ -121,7 +154,19 @@ def from_hf(model, check_inputs: torch.Tensor | None = None, atol: float = 1e-4)
         if value is not None and value != 1 and not (name == "final_logit_softcapping" and value == 0):
             raise ValueError(f"model: config.{name}={value!r}, so its logits are not lm_head(hidden states) and "
                              "from_hf would change them; pass the model itself to fastmdm instead")
-    adapted = HFHiddenModel(model, base, head)
+    transform, found = head_transform(model, head)
+    adapted = HFHiddenModel(model, base, head, transform)
+    if verify:
+        vocab = weight.shape[0]
+        probe = torch.randint(0, vocab, (1, 8), generator=torch.Generator().manual_seed(0)).to(weight.device)
+        try:
+            check(adapted, probe, atol=max(atol, 1e-3))
+        except ValueError as e:
+            what = f"its head's transform {found}" if found else "no position-wise transform before the head"
+            raise ValueError(f"model: from_hf found {type(base).__name__} as the base model, "
+                             f"{type(head).__name__} [V={vocab}] as the final head layer and {what}, but "
+                             f"head(hidden states) does not give {type(model).__name__}'s logits ({e}); pass the "
+                             "model itself to fastmdm (the logits path) instead") from None
     if check_inputs is not None:
         check(adapted, check_inputs, atol=atol)
     return adapted
@@ -134,7 +179,8 @@ def check(adapted, input_ids: torch.Tensor, attention_mask: torch.Tensor | None 
         full = logits_of(adapted(input_ids, attention_mask=attention_mask)).float()
         head = adapted.get_output_embeddings()
         hidden = adapted.forward_hidden(input_ids, attention_mask=attention_mask)
-        mine = torch.nn.functional.linear(hidden, head.weight, getattr(head, "bias", None)).float()
+        mine = torch.nn.functional.linear(hidden.to(head.weight.dtype), head.weight, getattr(head, "bias", None))
+        mine = mine.float()
     if mine.shape != full.shape:
         raise ValueError(f"model: head(hidden states) has shape {tuple(mine.shape)} but the model's logits "
                          f"{tuple(full.shape)}; from_hf does not fit this model")

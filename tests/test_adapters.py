@@ -119,8 +119,8 @@ def test_sample_through_from_hf_never_builds_full_logits_and_gives_the_plain_tok
     x = torch.cat([ids, torch.full((3, 10), MASK)], 1)
     batch = {"input_ids": x, "attention_mask": torch.cat([am, torch.ones(3, 10, dtype=torch.long)], 1)}
     plain = fastmdm.sample(model, batch, strategy="margin", mask_id=MASK, k=2)
-    model.full_calls = 0
     adapted = adapters.from_hf(model)
+    model.full_calls = 0  # from_hf's probe ran the model once
     hidden = fastmdm.sample(adapted, batch, strategy="margin", mask_id=MASK, k=2)
     assert model.full_calls == 0  # only the base model ran; the head saw only the masked positions
     assert torch.equal(hidden, plain)
@@ -175,7 +175,7 @@ def test_from_hf_check_catches_logits_that_are_not_the_head_of_the_hidden_states
 def test_forward_hidden_explains_a_base_model_that_returns_logits():
     model = TinyHF()
     model.model = TinyHFAsBase(model)
-    adapted = adapters.from_hf(model)
+    adapted = adapters.from_hf(model, verify=False)
     ids, _ = padded_batch()
     with pytest.raises(ValueError, match="applies its head inside the base model"):
         adapted.forward_hidden(ids)
@@ -226,9 +226,9 @@ def test_sample_through_shifted_from_hf_gives_the_shifted_plain_tokens():
     model = TinyHF(seed=4, boost={MASK: -30.0})
     x = torch.cat([padded_batch(lengths=(4, 4, 4))[0], torch.full((3, 8), MASK)], 1)
     plain = fastmdm.sample(adapters.shift_logits(model), x, strategy="entropy", mask_id=MASK, steps=4)
-    model.full_calls = 0
-    hidden = fastmdm.sample(adapters.shift_logits(adapters.from_hf(model)), x, strategy="entropy", mask_id=MASK,
-                            steps=4)
+    adapted = adapters.shift_logits(adapters.from_hf(model))
+    model.full_calls = 0  # from_hf's probe ran the model once
+    hidden = fastmdm.sample(adapted, x, strategy="entropy", mask_id=MASK, steps=4)
     assert model.full_calls == 0
     assert torch.equal(hidden, plain)
 

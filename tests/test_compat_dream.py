@@ -168,8 +168,9 @@ def test_hidden_state_model_through_from_hf_gives_the_logits_path_tokens():
     inputs, am = padded_batch(lengths=(5, 2, 7))
     kw = dict(attention_mask=am, max_new_tokens=10, steps=5, alg="topk_margin", top_p=0.9)
     plain = dg(model, inputs, **kw)
-    model.full_calls = 0
-    hidden = dg(adapters.from_hf(model), inputs, **kw)
+    adapted = adapters.from_hf(model)
+    model.full_calls = 0  # from_hf's probe ran the model once
+    hidden = dg(adapted, inputs, **kw)
     assert model.full_calls == 0
     assert torch.equal(hidden, plain)
 

@@ -139,8 +139,9 @@ def test_hidden_state_model_through_from_hf_gives_the_logits_path_tokens():
     model = model_for(seed=15)
     prompt, am = padded_batch(lengths=(5, 2, 7))
     plain = gen(model, prompt, am, steps=8, gen_length=16, block_length=8)
-    model.full_calls = 0
-    hidden = gen(adapters.from_hf(model), prompt, am, steps=8, gen_length=16, block_length=8)
+    adapted = adapters.from_hf(model)
+    model.full_calls = 0  # from_hf's probe ran the model once
+    hidden = gen(adapted, prompt, am, steps=8, gen_length=16, block_length=8)
     assert model.full_calls == 0
     assert torch.equal(hidden, plain)
 
