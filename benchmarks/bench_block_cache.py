@@ -69,8 +69,8 @@ def main(argv=None) -> int:
              f"Batch {B}, prompt {PROMPT} + {GEN} generated, blocks of {BLOCK}, {STEPS} steps, d 256, 4 layers, "
              f"V {V}.", "", "| cache | seconds (median) | speed-up | calls | tokens equal to uncached |",
              "|---|---|---|---|---|"]
-    lines += [f"| {r['cache']} | {r['seconds']:.2f} | {r['speedup']:.2f}x | {r['calls']} | {100 * r['agreement']:.1f}% |"
-              for r in rows]
+    lines += [f"| {r['cache']} | {r['seconds']:.2f} | {r['speedup']:.2f}x | {r['calls']} | "
+              f"{100 * r['agreement']:.1f}% |" for r in rows]
     (out / "block_cache_cpu.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -118,7 +118,8 @@ def run(smoke: bool, quick: bool = False) -> tuple[list[dict], list[str]]:
 
 
 def main(argv=None) -> int:
-    return C.main(argv, name="kernels_attention", title=TITLE, doc=__doc__, run=run, flags={"--quick": "L in (512, 2048, 8192) only"})
+    return C.main(argv, name="kernels_attention", title=TITLE, doc=__doc__, run=run,
+                  flags={"--quick": "L in (512, 2048, 8192) only"})
 
 
 if __name__ == "__main__":

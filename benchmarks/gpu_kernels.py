@@ -88,7 +88,8 @@ def summary(out: Path, env: dict, tests: dict | None, sel: list, loss: list, att
         mv, tv = r.get("memory vs eager"), r.get("time vs eager")
         if mv is not None and tv is not None:
             lines.append(f"| loss N={r['N']} d={r['d']}: peak memory <= 50% eager, time <= 110% eager | "
-                         f"{100 * mv:.0f}% memory, {100 * tv:.0f}% time | {'yes' if mv <= 0.5 and tv <= 1.1 else 'NO'} |")
+                         f"{100 * mv:.0f}% memory, {100 * tv:.0f}% time | "
+                         f"{'yes' if mv <= 0.5 and tv <= 1.1 else 'NO'} |")
     for r in _best(attn, impl="triton", **{"padded keys": "-"}):
         others = [o for o in attn if o["D"] == r["D"] and o["L"] == r["L"] and o["padded keys"] == "-"
                   and o["impl"].startswith("sdpa") and o.get("fwd TFLOP/s")]

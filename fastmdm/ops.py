@@ -32,7 +32,7 @@ def interpreting() -> bool:
 
 def triton_available() -> bool:
     try:
-        import triton  # noqa: F401
+        import triton  # noqa: F401, PLC0415
     except Exception:
         return False
     return True

@@ -4,11 +4,9 @@ The decoding contract (schedules, ties, padding, errors, caches): docs/decoding.
 """
 from __future__ import annotations
 
-import torch
-
 from fastmdm import validate
 from fastmdm.cache import CACHE_MODES
-from fastmdm.engine import Trace, decode
+from fastmdm.engine import decode
 from fastmdm.guidance import CFGModel, prompt_positions
 from fastmdm.plans import generation_layout, groups_by_rank, groups_per_row, make_plan
 from fastmdm.strategies import StrategyScorer, check_threshold, resolve_strategy

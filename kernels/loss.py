@@ -9,8 +9,9 @@ states (Liger-Kernel's rule). For each chunk: one matmul gives the logits (in th
 reference computes them), a Triton kernel computes each row's log-sum-exp and CE and overwrites the
 logits in place with d loss / d logits = w_i (softmax - onehot) -- the per-row weight enters before any
 reduction -- and two more matmuls fold that into dL/dh (rows of the chunk) and dL/dW, dL/db (dL/dW
-accumulated in place in W's dtype, one rounding per chunk, as Liger-Kernel does; dL/db in float32). The backward only scales the stored gradients by the incoming scalar gradient, so training
-never holds more than one chunk of logits.
+accumulated in place in W's dtype, one rounding per chunk, as Liger-Kernel does; dL/db in float32). The
+backward only scales the stored gradients by the incoming scalar gradient, so training never holds more than
+one chunk of logits.
 """
 from __future__ import annotations
 

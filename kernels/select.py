@@ -24,7 +24,6 @@ row), so a draw does not depend on the block size, the split or the launch order
 """
 from __future__ import annotations
 
-
 import torch
 import triton
 import triton.language as tl
@@ -122,7 +121,8 @@ def _logits_partial_kernel(x_ptr, stride_n, stride_v, rows_ptr, pf_ptr, pi_ptr, 
     o_n = i_nb * BLOCK_N + tl.arange(0, BLOCK_N)  # [BN] rows (1 for large V, several for small V)
     m_n = o_n < N
     zero = tl.zeros([BLOCK_N], dtype=tl.float32)
-    m, s, t, m1, m2, gm, gz, nnan = zero + NEG_INF, zero, zero, zero + NEG_INF, zero + NEG_INF, zero + NEG_INF, zero, zero
+    m, s, t, m1 = zero + NEG_INF, zero, zero, zero + NEG_INF
+    m2, gm, gz, nnan = zero + NEG_INF, zero + NEG_INF, zero, zero
     i1 = tl.zeros([BLOCK_N], dtype=tl.int32) + v_lo
     gi = i1
     if HAS_ROWS:  # gather: output row i reads logits row rows[i], so the caller never copies [N, V]
@@ -162,7 +162,8 @@ def _linear_partial_kernel(h_ptr, stride_hn, stride_hd, w_ptr, stride_wv, stride
     o_n = i_nb * BLOCK_N + tl.arange(0, BLOCK_N)  # [BN]
     m_n = o_n < N
     zero = tl.zeros([BLOCK_N], dtype=tl.float32)
-    m, s, t, m1, m2, gm, gz, nnan = zero + NEG_INF, zero, zero, zero + NEG_INF, zero + NEG_INF, zero + NEG_INF, zero, zero
+    m, s, t, m1 = zero + NEG_INF, zero, zero, zero + NEG_INF
+    m2, gm, gz, nnan = zero + NEG_INF, zero + NEG_INF, zero, zero
     i1 = tl.zeros([BLOCK_N], dtype=tl.int32) + v_lo
     gi = i1
     o_d = tl.arange(0, BLOCK_D)

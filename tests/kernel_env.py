@@ -1,11 +1,7 @@
 """Shared setup of the kernel tests: Triton's interpreter on machines without a GPU, and the device to test on."""
-import os
 
 import pytest
 import torch
-
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")  # conftest.py does the same before any import
 
 
 def device_for(kernel_module) -> str:

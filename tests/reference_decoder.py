@@ -37,7 +37,8 @@ def reference_decode(model, x, mask_id, strategy, *, k=None, steps=None, thresho
     order = torch.full((B, L), -1, dtype=torch.long)
     groups = []
     for b in range(B):
-        fill = [i for i in range(L) if int(x[b, i]) == mask_id and (attention_mask is None or int(attention_mask[b, i]))]
+        fill = [i for i in range(L)
+                if int(x[b, i]) == mask_id and (attention_mask is None or int(attention_mask[b, i]))]
         size = block_size or max(len(fill), 1)
         groups.append([fill[j:j + size] for j in range(0, len(fill), size)])
     state = [{"group": -1, "step": 0, "size": 0} for _ in range(B)]

@@ -5,10 +5,10 @@ import math
 
 import pytest
 import torch
+from toy import MASK, TinyHF, padded_batch
 
 from fastmdm import adapters
 from fastmdm.compat import llada
-from test_adapters import MASK, TinyHF, padded_batch
 
 EOS, EOT = 5, 6
 

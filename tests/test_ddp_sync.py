@@ -22,7 +22,8 @@ def _worker(rank, world, port, out):
     pool = (synthetic_puzzles(64, seed=3), synthetic_puzzles(8, seed=4))
     try:
         model = train(_cfg(out), pool=pool, log=lambda m: None)["model"]
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(out, f"rank{rank}.safetensors"))
+        state = {k: v.contiguous() for k, v in model.state_dict().items()}
+        save_file(state, os.path.join(out, f"rank{rank}.safetensors"))
     finally:
         torch.distributed.destroy_process_group()
 

@@ -3,7 +3,6 @@ through Triton's interpreter on CPU (compiled kernels on a CUDA machine)."""
 
 import pytest
 import torch
-
 from kernel_env import device_for  # noqa: E402  (sets TRITON_INTERPRET=1 without a GPU)
 
 from fastmdm import ops  # noqa: E402

@@ -3,7 +3,6 @@ fastmdm.ops.linear_weighted_ce_reference and its autograd, through Triton's inte
 
 import pytest
 import torch
-
 from kernel_env import device_for  # noqa: E402  (sets TRITON_INTERPRET=1 without a GPU)
 
 import fastmdm  # noqa: E402

@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-
 from kernel_env import device_for  # noqa: E402  (sets TRITON_INTERPRET=1 without a GPU)
 
 from fastmdm import ops  # noqa: E402

@@ -4,7 +4,6 @@ import torch
 import fastmdm
 from fastmdm.models import PRESETS, Transformer, TransformerConfig, preset
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -1,6 +1,9 @@
 """Small deterministic models for tests: tokens -> logits, with and without the hidden-state path."""
 from __future__ import annotations
 
+import math
+from types import SimpleNamespace
+
 import torch
 
 
@@ -103,3 +106,76 @@ class ToyAttention(torch.nn.Module):
 
     def get_output_embeddings(self):
         return self.head
+
+
+class TinyBase(torch.nn.Module):
+    """One bidirectional attention layer over token + position embeddings; accepts a 2-D padding mask, a 4-D
+    bool mask [B, 1, L, L], the string "full", and position ids, as LLaDA's and Dream's models do."""
+
+    def __init__(self, vocab, d, seed, max_len=64):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.emb = torch.nn.Parameter(torch.randn(vocab, d, generator=g))
+        self.pos = torch.nn.Parameter(torch.randn(max_len, d, generator=g) * 0.5)
+        self.wq, self.wk, self.wv = (torch.nn.Parameter(torch.randn(d, d, generator=g) / d ** 0.5) for _ in range(3))
+        self.seen = []  # (attention_mask, position_ids) of each call
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None):
+        self.seen.append((attention_mask, position_ids))
+        B, L = input_ids.shape
+        if position_ids is None:
+            position_ids = torch.arange(L).expand(B, L)
+        h = self.emb[input_ids] + self.pos[position_ids]
+        s = (h @ self.wq) @ (h @ self.wk).transpose(1, 2) / math.sqrt(h.shape[-1])  # [B, L, L]
+        if isinstance(attention_mask, torch.Tensor):
+            allowed = attention_mask.bool()[:, None, :] if attention_mask.dim() == 2 else attention_mask[:, 0].bool()
+            s = s.masked_fill(~allowed, -math.inf)
+        a = torch.softmax(s, dim=-1).nan_to_num(0.0)  # a padded query sees nothing: zeros
+        return SimpleNamespace(last_hidden_state=torch.tanh(h + 2 * (a @ (h @ self.wv))))
+
+
+class TinyHF(torch.nn.Module):
+    """A Hugging Face-style LM: `model.model` (the base), `lm_head`, `get_output_embeddings()`, `.logits` output.
+    `boost` adds to the head's bias per token id (e.g. {mask_id: -30.0} so the mask is never the argmax)."""
+
+    base_model_prefix = "model"
+
+    def __init__(self, vocab=40, d=16, seed=0, boost=None, scale=2.0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed + 1000)
+        self.model = TinyBase(vocab, d, seed)
+        self.lm_head = torch.nn.Linear(d, vocab)
+        with torch.no_grad():
+            self.lm_head.weight.copy_(torch.randn(vocab, d, generator=g) * scale)
+            self.lm_head.bias.copy_(torch.randn(vocab, generator=g) * 0.5)
+            for token, value in (boost or {}).items():
+                self.lm_head.bias[token] += value
+        self.config = SimpleNamespace()
+        self.full_calls = 0
+
+    @property
+    def base_model(self):
+        return self.model
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None):
+        self.full_calls += 1
+        hidden = self.model(input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
+        return SimpleNamespace(logits=self.lm_head(hidden))
+
+
+MASK = 39
+
+
+def padded_batch(lengths=(5, 2, 7), vocab=30, seed=0, pad=0):
+    """Left-padded prompts of the given lengths (tokens in 1..vocab-1) and their attention mask."""
+    g = torch.Generator().manual_seed(seed)
+    P = max(lengths)
+    ids = torch.full((len(lengths), P), pad, dtype=torch.long)
+    am = torch.zeros(len(lengths), P, dtype=torch.long)
+    for r, n in enumerate(lengths):
+        ids[r, P - n:] = torch.randint(1, vocab, (n,), generator=g)
+        am[r, P - n:] = 1
+    return ids, am
