@@ -69,21 +69,15 @@ class FixedLogits(torch.nn.Module):
         return self.row.expand(x.shape[0], x.shape[1], -1).clone()
 
 
-class ToyAttention(torch.nn.Module):
+class ToyAttention(ToyMDM):
     """One non-causal attention layer that implements the block-cache protocol of `fastmdm.cache`: each
     position's output is tanh(h + attention(h)), h = token + position embedding, keys = values = h."""
 
     supports_kv_cache = True
 
     def __init__(self, vocab: int = 11, d: int = 16, max_len: int = 64, seed: int = 0, scale: float = 3.0):
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        self.emb = torch.nn.Parameter(torch.randn(vocab, d, generator=g))
-        self.pos = torch.nn.Parameter(torch.randn(max_len, d, generator=g))
-        self.head = torch.nn.Linear(d, vocab)
-        with torch.no_grad():
-            self.head.weight.copy_(torch.randn(vocab, d, generator=g) * scale / d ** 0.5)
-        self.calls, self.computed = 0, []  # model calls; positions computed per call
+        super().__init__(vocab=vocab, d=d, max_len=max_len, seed=seed, scale=scale)
+        self.computed = []  # positions computed per call
 
     def forward_hidden(self, x, attention_mask=None, cache=None):
         from fastmdm import ops
@@ -101,11 +95,6 @@ class ToyAttention(torch.nn.Module):
             out = out[:, cache.start:cache.end]
         return out
 
-    def forward(self, x, attention_mask=None):
-        return self.head(self.forward_hidden(x, attention_mask))
-
-    def get_output_embeddings(self):
-        return self.head
 
 
 class TinyBase(torch.nn.Module):
