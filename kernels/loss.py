@@ -20,7 +20,7 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from fastmdm.kernels.select import round_bf16
+from fastmdm.kernels.stats import round_bf16
 
 INTERPRET = bool(triton.knobs.runtime.interpret)
 
