@@ -6,7 +6,9 @@ A checkpoint is a directory:
 - optionally ``trainer.safetensors`` + ``trainer.json``: optimizer state and counters for exact resume.
 
 Every file is written to a temporary name in the same directory and moved into place with `os.replace`,
-so a reader never sees a half-written file.
+so a reader never sees a half-written file. Reading one that is missing raises FileNotFoundError; one that
+is damaged (unreadable JSON or safetensors, weights that do not fit the config, NaN or infinite weights)
+raises `CheckpointError`, whose message says "checkpoint DIR looks corrupted" and names the file.
 """
 from __future__ import annotations
 
@@ -22,6 +24,50 @@ MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 TRAINER_FILE = "trainer.safetensors"
 TRAINER_META = "trainer.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint directory whose files exist but cannot be used."""
+
+
+def _corrupted(directory, name: str, why: str) -> CheckpointError:
+    return CheckpointError(f"checkpoint {directory} looks corrupted: {name} {why}; write it again "
+                           "(or restore it from a copy)")
+
+
+def _check_directory(directory) -> Path:
+    path = Path(directory)
+    if path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} is a file; pass the directory that holds {CONFIG_FILE} and "
+                                f"{MODEL_FILE} (here {path.parent})")
+    if not path.is_dir():
+        raise FileNotFoundError(f"checkpoint {path}: no such directory; pass a directory that "
+                                "fastmdm.checkpoint.save_model wrote")
+    return path
+
+
+def read_json(directory, name: str) -> dict:
+    """The JSON object in `directory / name`; `CheckpointError` when it is not one."""
+    path = Path(directory) / name
+    try:
+        with open(path, encoding="utf-8") as f:
+            obj = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise _corrupted(directory, name, f"is not valid JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise _corrupted(directory, name, f"holds a JSON {type(obj).__name__}, not an object")
+    return obj
+
+
+def read_tensors(directory, name: str, device="cpu") -> dict:
+    """The tensors of `directory / name` (safetensors); `CheckpointError` when the file is damaged."""
+    path = Path(directory) / name
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {directory}: no {name}")
+    try:
+        return load_file(str(path), device=str(device))
+    except Exception as e:  # noqa: BLE001  (safetensors raises its own error type for a damaged file)
+        raise _corrupted(directory, name, f"cannot be read ({e})") from None
 
 
 def _atomic(path: Path, write) -> None:
@@ -70,12 +116,11 @@ def save_model(directory, model, *, extra: dict | None = None, dtype: torch.dtyp
 
 
 def read_config(directory) -> dict:
-    path = Path(directory) / CONFIG_FILE
+    path = _check_directory(directory) / CONFIG_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint: no {CONFIG_FILE} in {directory}; pass the directory that "
-                                f"`fastmdm sudoku train --out DIR` wrote")
-    with open(path) as f:
-        return json.load(f)
+        raise FileNotFoundError(f"checkpoint {directory}: no {CONFIG_FILE}; pass a directory that "
+                                "fastmdm.checkpoint.save_model wrote (config.json + model.safetensors)")
+    return read_json(directory, CONFIG_FILE)
 
 
 def load_model(directory, *, map_location: str | torch.device = "cpu"):
@@ -83,17 +128,25 @@ def load_model(directory, *, map_location: str | torch.device = "cpu"):
     from fastmdm.models import Transformer, TransformerConfig  # noqa: PLC0415
 
     cfg = read_config(directory)
-    if "model" not in cfg:
-        raise ValueError(f"checkpoint: {Path(directory) / CONFIG_FILE} has no 'model' section")
-    model = Transformer(TransformerConfig.from_dict(cfg["model"]))
-    path = Path(directory) / MODEL_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint: no {MODEL_FILE} in {directory}")
-    state = load_file(str(path), device=str(map_location))
+    if not isinstance(cfg.get("model"), dict):
+        raise _corrupted(directory, CONFIG_FILE, "has no 'model' section")
+    try:
+        config = TransformerConfig.from_dict(cfg["model"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {directory}: {CONFIG_FILE}'s model section: {e}") from None
+    model = Transformer(config)
+    state = read_tensors(directory, MODEL_FILE, map_location)
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shapes that differ from the config's
+        raise _corrupted(directory, MODEL_FILE, f"does not match {CONFIG_FILE} ({e})") from None
     if missing or unexpected:
-        raise ValueError(f"checkpoint: {path} does not match its config (missing {missing}, unexpected {unexpected})")
+        raise _corrupted(directory, MODEL_FILE, f"does not match {CONFIG_FILE} (missing {missing}, "
+                                                f"unexpected {unexpected})")
+    for name, t in state.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise _corrupted(directory, MODEL_FILE, f"holds NaN or infinite values in {name}")
     return model.to(map_location).eval(), cfg
 
 

@@ -1,15 +1,142 @@
-"""The `fastmdm` command line. Subcommands live beside the code they drive and register themselves here."""
+"""The `fastmdm` command line. Subcommands live beside the code they drive and register themselves here.
+
+Errors: a command that cannot do what it was asked ends with one line on stderr,
+``fastmdm <command>: error: <what> <why> <what to do>``, and exit code 2 when the command line is wrong (an
+unknown option, a value out of range, options that exclude each other, a device this machine lacks) or 1
+when the run failed (unreadable files, a damaged checkpoint, invalid puzzles, a model that gives NaN).
+``--debug`` (or the environment variable FASTMDM_DEBUG=1) shows the Python traceback instead.
+"""
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 
 from fastmdm.runtime import keep_freed_memory
 
+DEBUG_ENV = "FASTMDM_DEBUG"
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fastmdm", description="Fast adaptive decoding for masked diffusion models")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+class CommandError(Exception):
+    """A failure the user can act on; printed as one line, exit code `code` (1: the run failed, 2: usage)."""
+
+    code = 1
+
+    def __init__(self, message: str, code: int | None = None, prog: str | None = None):
+        super().__init__(message)
+        self.prog = prog
+        if code is not None:
+            self.code = code
+
+
+class UsageError(CommandError):
+    code = 2
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (the usage block is what --help is for)."""
+
+    def error(self, message):
+        raise UsageError(f"{message}; see {self.prog} --help", prog=self.prog) from None
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Appends '(default: X)' once, and only where there is a default to show and the help does not give it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if ("default" in text or any(action.default is v for v in (None, False, argparse.SUPPRESS))
+                or action.option_strings == [] or isinstance(action, argparse._HelpAction)):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+# ----------------------------------------------------------------------------------------------
+# argument types: each refuses a bad value with a message argparse prefixes with the option's name
+# ----------------------------------------------------------------------------------------------
+def int_at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {v}")
+        return v
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+positive_int = int_at_least(1)
+count = int_at_least(0)
+
+
+def number_at_least(minimum: float, strict: bool = False):
+    what = f"a number {'>' if strict else '>='} {minimum:g}"
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not math.isfinite(v) or v < minimum or (strict and v == minimum):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
+        return v
+    parse.__name__ = what
+    return parse
+
+
+def device(text: str) -> str:
+    """'cpu', 'cuda', 'cuda:N' or 'mps', available on this machine."""
+    import torch  # noqa: PLC0415
+    try:
+        d = torch.device(text)
+    except (RuntimeError, ValueError):
+        d = None
+    if d is None or d.type not in ("cpu", "cuda", "mps"):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda, cuda:N or mps, got {text!r}")
+    if d.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"{text}: this machine has no CUDA device that torch "
+                                             f"{torch.__version__} can use; pass --device cpu")
+        if d.index is not None and d.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(f"{text}: this machine has {torch.cuda.device_count()} CUDA "
+                                             f"device(s), numbered from 0")
+    if d.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"{text}: MPS is not available here; pass --device cpu")
+    return text
+
+
+def add_command(sub, name: str, func, help: str, **kwargs) -> Parser:
+    """A subcommand parser with the shared formatter and --debug, running `func(args)`."""
+    p = sub.add_parser(name, help=help, formatter_class=HelpFormatter, **kwargs)
+    add_debug(p)
+    p.set_defaults(func=func, _prog=p.prog)
+    return p
+
+
+def add_debug(p) -> None:
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help=f"show the Python traceback of an error (or set {DEBUG_ENV}=1)")
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError  # noqa: PLC0415
+    from importlib.metadata import version as dist_version  # noqa: PLC0415
+    try:
+        return dist_version("fastmdm")
+    except PackageNotFoundError:
+        return "unknown (not installed as a package)"
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="fastmdm", description="Fast adaptive decoding for masked diffusion models",
+                    formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"fastmdm {version()}",
+                        help="print the installed version and exit")
+    add_debug(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     from fastmdm import example  # noqa: PLC0415
     example.register(sub)
@@ -17,17 +144,61 @@ def build_parser() -> argparse.ArgumentParser:
         from fastmdm.sudoku import cli as sudoku_cli  # noqa: PLC0415
     except ImportError as e:  # the native engine was not built
         sudoku_error = e
-        p = sub.add_parser("sudoku", help="Sudoku data, training, evaluation (needs the native engine)")
-        p.set_defaults(func=lambda args: sys.exit(f"fastmdm sudoku is unavailable: {sudoku_error}"))
+
+        def unavailable(args):
+            raise CommandError(f"the Sudoku commands need the native engine, which did not load ({sudoku_error}); "
+                               "reinstall with `pip install -e .` and a C++17 compiler")
+        p = add_command(sub, "sudoku", unavailable, "Sudoku data, training, evaluation (needs the native engine)")
+        p.add_argument("rest", nargs=argparse.REMAINDER, help="the Sudoku command and its options")
     else:
         sudoku_cli.register(sub)
     return parser
 
 
+def describe(e: BaseException) -> str:
+    """One line for an exception: what went wrong, from its message."""
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        return f"{e.filename}: {e.strerror}"
+    text = " ".join(str(e).split()) or type(e).__name__
+    if isinstance(e, (CommandError, ValueError, TypeError, OSError)):
+        return text
+    return f"unexpected {type(e).__name__}: {text}; rerun with --debug for the traceback and report it"
+
+
 def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()
-    args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as e:
+        if debug:
+            raise
+        print(f"{e.prog or 'fastmdm'}: error: {e}", file=sys.stderr)
+        return 2
+    except SystemExit as e:  # --help, --version
+        return e.code if isinstance(e.code, int) else 0
+    debug = debug or getattr(args, "debug", False)
+    prog = getattr(args, "_prog", "fastmdm")
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as e:
+        if not isinstance(e.code, str):
+            raise
+        if debug:
+            raise
+        print(f"{prog}: error: {e.code.removeprefix(prog + ': ')}", file=sys.stderr)
+        return 1
+    except Exception as e:  # noqa: BLE001  (no traceback for a user's mistake; --debug shows it)
+        if debug:
+            raise
+        print(f"{prog}: error: {describe(e)}", file=sys.stderr)
+        return e.code if isinstance(e, CommandError) else 1
 
 
 if __name__ == "__main__":

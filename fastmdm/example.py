@@ -43,5 +43,5 @@ def run(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("example", help="decode a toy batch with each strategy (no weights needed)")
-    p.set_defaults(func=run)
+    from fastmdm.cli import add_command  # noqa: PLC0415
+    add_command(sub, "example", run, "decode a toy batch with each strategy (no weights needed)")

@@ -161,9 +161,10 @@ def test_sample_through_shifted_from_hf_gives_the_shifted_plain_tokens():
 # autocast, bf16_is_fast
 # ----------------------------------------------------------------------------------------------
 def _tiny_transformer():
-    from fastmdm.models import Transformer, preset  # noqa: PLC0415
+    from fastmdm.models import Transformer, TransformerConfig  # noqa: PLC0415
     torch.manual_seed(0)
-    return Transformer(preset("tiny", vocab_size=12, mask_token_id=11, max_len=20, positions="learned")).eval()
+    return Transformer(TransformerConfig(vocab_size=12, mask_token_id=11, max_len=20, d_model=32, n_layers=2,
+                                         n_heads=2, d_ff=64)).eval()
 
 
 def test_autocast_runs_the_body_in_bf16_and_hands_float32_hidden_states_to_the_head():

@@ -61,7 +61,7 @@ def test_grade_command_names_the_bad_line(tmp_path, capsys):
     capsys.readouterr()
     main(["sudoku", "grade", str(f)])
     p, s, name = capsys.readouterr().out.split()
-    assert p == easy.replace("0", ".") and name in engine.STRATEGIES
+    assert p == easy.replace("0", ".") and name in engine.TECHNIQUES
 
 
 def test_console_script_shows_a_progress_bar_on_stderr(tmp_path):

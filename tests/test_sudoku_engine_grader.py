@@ -33,7 +33,7 @@ def _only_this_strategy_progresses(grid, cand, s):
     """The easier strategies do nothing on the position; strategy s does."""
     for easier in range(s):
         r, g, c = _apply(grid, cand, easier)
-        assert r == 0, f"{engine.STRATEGIES[easier]} already progresses"
+        assert r == 0, f"{engine.TECHNIQUES[easier]} already progresses"
         assert (g == grid).all() and (c == cand).all()
     r, g, c = _apply(grid, cand, s)
     assert r == 1
@@ -167,7 +167,7 @@ def test_grade_of_a_famous_hard_puzzle_is_beyond_the_seven():
 def test_grade_of_an_easy_puzzle_uses_only_singles():
     # A published easy puzzle (Project Euler 96, grid 01).
     g = engine.grade("003020600900305001001806400008102900700000008006708200002609500800203009005010300")
-    assert g.finished and g.difficulty <= 1 and g.name in engine.STRATEGIES[:2]
+    assert g.finished and g.difficulty <= 1 and g.name in engine.TECHNIQUES[:2]
     assert (g.solution > 0).all()
 
 

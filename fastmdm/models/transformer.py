@@ -1,10 +1,8 @@
 """A small bidirectional transformer for masked diffusion: RMSNorm, SwiGLU, attention through `fastmdm.ops`.
 
-Positions are one of:
-- ``"sudoku"``: a 9x9 grid, each cell's embedding is row + column + box embedding (summed). Cells that
-  share a unit share a vector, so the model sees the constraint structure from the first step;
-- ``"learned"``: one learned vector per absolute position;
-- ``"rotary"``: rotary embeddings on queries and keys (no additive position vector).
+Positions come from a scheme named by `TransformerConfig.positions` (`fastmdm.models.positions`): the
+library has ``"learned"`` (absolute learned vectors, the default) and ``"rotary"``; an application registers
+its own (`fastmdm.models.register_positions`).
 
 The model exposes `forward_hidden(input_ids, attention_mask=None)` -> [B, L, d] and
 `get_output_embeddings()` (the LM head) so `fastmdm.sample` and `fastmdm.mdm_loss_from_hidden` apply the
@@ -13,27 +11,27 @@ head only where it is needed; calling the model returns full logits [B, L, V].
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from fastmdm import ops
-
-POSITIONS = ("sudoku", "learned", "rotary")
+from fastmdm.models.positions import get_positions, rotary_tables  # noqa: F401  (rotary_tables: public here too)
 
 
 @dataclass
 class TransformerConfig:
-    vocab_size: int = 10
-    mask_token_id: int = 0
-    max_len: int = 81
+    """The architecture. `vocab_size`, `mask_token_id` and `max_len` belong to the data and have no default."""
+    vocab_size: int
+    mask_token_id: int
+    max_len: int
     d_model: int = 192
     n_layers: int = 6
     n_heads: int = 6
     d_ff: int = 512
-    positions: str = "sudoku"
+    positions: str = "learned"
     norm_eps: float = 1e-5
     rope_theta: float = 10000.0
     init_std: float = 0.02
@@ -50,42 +48,28 @@ class TransformerConfig:
         if self.d_model % self.n_heads:
             raise ValueError(f"TransformerConfig.n_heads: d_model={self.d_model} must be a multiple of "
                              f"n_heads={self.n_heads}")
-        if self.positions not in POSITIONS:
-            raise ValueError(f"TransformerConfig.positions: {self.positions!r} is not one of {POSITIONS}")
+        if isinstance(self.mask_token_id, bool) or not isinstance(self.mask_token_id, int):
+            raise ValueError(f"TransformerConfig.mask_token_id: must be an int token id, got {self.mask_token_id!r}")
         if self.attention_backend not in ("auto", "torch", "triton"):
             raise ValueError(f"TransformerConfig.attention_backend: {self.attention_backend!r} is not one of "
                              "'auto', 'torch', 'triton'")
-        if self.positions == "sudoku" and self.max_len != 81:
-            raise ValueError(f"TransformerConfig.max_len: positions='sudoku' needs max_len=81 (9x9 cells), "
-                             f"got {self.max_len}")
-        if self.positions == "rotary" and (self.d_model // self.n_heads) % 2:
-            raise ValueError("TransformerConfig: rotary positions need an even head dimension (d_model / n_heads)")
+        get_positions(self.positions).check_config(self)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TransformerConfig":
+        if not isinstance(d, dict):
+            raise ValueError(f"TransformerConfig: expected a dict of fields, got {type(d).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"TransformerConfig: unknown keys {unknown}; known keys are {sorted(known)}")
+        missing = sorted(f.name for f in fields(cls) if f.name not in d and f.default is MISSING)
+        if missing:
+            raise ValueError(f"TransformerConfig: missing keys {missing}")
         return cls(**d)
-
-
-#: named model sizes. `paper`: the seed paper's ~6M-parameter Sudoku MDM (3 layers, d=384, 12 heads);
-#: `cpu`: sized to train in about an hour on 2 CPU cores; `tiny`: for tests.
-PRESETS = {
-    "paper": dict(d_model=384, n_layers=3, n_heads=12, d_ff=1280),
-    "cpu": dict(d_model=128, n_layers=6, n_heads=4, d_ff=384),
-    "tiny": dict(d_model=32, n_layers=2, n_heads=2, d_ff=64),
-}
-
-
-def preset(name: str, **overrides) -> TransformerConfig:
-    if name not in PRESETS:
-        raise ValueError(f"preset: unknown {name!r}; use one of {sorted(PRESETS)}")
-    return TransformerConfig(**{**PRESETS[name], **overrides})
 
 
 class RMSNorm(nn.Module):
@@ -97,13 +81,6 @@ class RMSNorm(nn.Module):
     def forward(self, x):
         xf = x.float()
         return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x) * self.weight
-
-
-def rotary_tables(length: int, head_dim: int, theta: float, device=None):
-    """(cos, sin), each [length, head_dim / 2]."""
-    inv = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
-    ang = torch.arange(length, device=device, dtype=torch.float32)[:, None] * inv[None, :]
-    return ang.cos(), ang.sin()
 
 
 def apply_rotary(x, cos, sin):
@@ -155,13 +132,6 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-def sudoku_cell_units(device=None):
-    """(row, column, box) index of each of the 81 cells, row-major; each [81] long."""
-    cell = torch.arange(81, device=device)
-    row, col = cell // 9, cell % 9
-    return row, col, (row // 3) * 3 + col // 3
-
-
 class Transformer(nn.Module):
     """Bidirectional pre-norm transformer; `model(x)` -> logits [B, L, V]."""
 
@@ -172,14 +142,8 @@ class Transformer(nn.Module):
         self.config = config
         c = config
         self.tok_emb = nn.Embedding(c.vocab_size, c.d_model)
-        if c.positions == "sudoku":
-            self.row_emb = nn.Embedding(9, c.d_model)
-            self.col_emb = nn.Embedding(9, c.d_model)
-            self.box_emb = nn.Embedding(9, c.d_model)
-            for name, idx in zip(("row_idx", "col_idx", "box_idx"), sudoku_cell_units()):
-                self.register_buffer(name, idx, persistent=False)
-        elif c.positions == "learned":
-            self.pos_emb = nn.Embedding(c.max_len, c.d_model)
+        self.position_scheme = get_positions(c.positions)
+        self.position_scheme.add_to(self, c)
         self.blocks = nn.ModuleList(Block(c) for _ in range(c.n_layers))
         self.norm = RMSNorm(c.d_model, c.norm_eps)
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
@@ -209,8 +173,9 @@ class Transformer(nn.Module):
         if input_ids.dtype.is_floating_point or input_ids.dtype == torch.bool:
             raise TypeError(f"input_ids: must be integer token ids, got {input_ids.dtype}")
         L = input_ids.shape[1]
-        if L > self.config.max_len or (self.config.positions == "sudoku" and L != 81):
-            raise ValueError(f"input_ids: length {L} does not fit this model (max_len={self.config.max_len}, "
+        why = self.position_scheme.check_length(L, self.config)
+        if why is not None:
+            raise ValueError(f"input_ids: length {L} does not fit this model ({why}, "
                              f"positions={self.config.positions!r})")
         if attention_mask is not None and tuple(attention_mask.shape) != tuple(input_ids.shape):
             raise ValueError(f"attention_mask: must have input_ids' shape {tuple(input_ids.shape)}, "
@@ -225,19 +190,13 @@ class Transformer(nn.Module):
         refreshing, only the window `cache.start:cache.end` is computed (and returned), attending to the
         cached keys and values of the other positions."""
         self._check_input(input_ids, attention_mask)
-        c = self.config
         L = input_ids.shape[1]
         s, e = (0, L) if cache is None or cache.refreshing else (cache.start, cache.end)
         x = self.tok_emb(input_ids[:, s:e].long())
-        rope = None
-        if c.positions == "sudoku":
-            units = self.row_emb(self.row_idx) + self.col_emb(self.col_idx) + self.box_emb(self.box_idx)
-            x = x + units[s:e]
-        elif c.positions == "learned":
-            x = x + self.pos_emb(torch.arange(s, e, device=input_ids.device))
-        else:
-            cos, sin = rotary_tables(e, c.d_model // c.n_heads, c.rope_theta, input_ids.device)
-            rope = cos[s:e], sin[s:e]
+        pos = self.position_scheme.embed(self, s, e, input_ids.device)  # the vectors of positions s..e-1
+        if pos is not None:
+            x = x + pos
+        rope = self.position_scheme.rotary(self, s, e, input_ids.device)
         kpm = None if attention_mask is None else attention_mask.bool()
         for i, block in enumerate(self.blocks):
             x = block(x, kpm, rope, cache, i)

@@ -1,23 +1,20 @@
 """`fastmdm sudoku ...` and `fastmdm demo`.
 
-Data commands (generate) come from `fastmdm.sudoku.cli_data`; model commands (train, eval, solve, and
-the top-level demo) from `fastmdm.sudoku.cli_model`. Each module has `register(sudoku_subparsers,
-top_subparsers)`.
+Data commands (generate, grade) come from `fastmdm.sudoku.cli_data`; training (train) from
+`fastmdm.sudoku.cli_train`; model commands (eval, solve, and the top-level demo) from
+`fastmdm.sudoku.cli_model`. Each module has `register(sudoku_subparsers, top_subparsers)`.
 """
 from __future__ import annotations
 
-import importlib
+from fastmdm.cli import HelpFormatter, add_debug
 
 
 def register(top) -> None:
-    p = top.add_parser("sudoku", help="Sudoku puzzles: generate data, train, evaluate, solve")
+    from fastmdm.sudoku import cli_data, cli_model, cli_train  # noqa: PLC0415
+    p = top.add_parser("sudoku", help="Sudoku puzzles: generate data, train, evaluate, solve",
+                       formatter_class=HelpFormatter)
+    add_debug(p)
     sub = p.add_subparsers(dest="sudoku_command", metavar="SUBCOMMAND")
     sub.required = True
-    for name in ("fastmdm.sudoku.cli_data", "fastmdm.sudoku.cli_model"):
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name:
-                raise
-            continue
+    for mod in (cli_data, cli_train, cli_model):
         mod.register(sub, top)

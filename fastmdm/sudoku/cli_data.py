@@ -8,24 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fastmdm.cli import CommandError, UsageError, add_command, count, int_at_least, positive_int
 from fastmdm.sudoku import engine, grids
-
-
-def _int_at_least(minimum: int, what: str):
-    """An argparse type: an integer >= `minimum`, or a message naming what was expected."""
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {what} integer, got {text!r}") from None
-        if v < minimum:
-            raise argparse.ArgumentTypeError(f"expected a {what} integer, got {v}")
-        return v
-    return parse
-
-
-_positive = _int_at_least(1, "positive")
-_count = _int_at_least(0, "non-negative")
 
 
 def format_lines(data: dict[str, np.ndarray]) -> str:
@@ -53,21 +37,29 @@ def _write_text(path: str | None, text: str) -> None:
 def cmd_generate(args: argparse.Namespace) -> int:
     fmt = args.format or ("npz" if args.out and args.out.endswith(".npz") else "txt")
     if fmt == "npz" and (args.out is None or args.out == "-"):
-        sys.exit("fastmdm sudoku generate: --format npz needs --out FILE (binary data does not go to stdout)")
+        raise UsageError("--format npz needs --out FILE: binary data does not go to stdout")
+    if args.out not in (None, "-") and not Path(args.out).resolve().parent.is_dir():
+        raise CommandError(f"--out {args.out}: its directory does not exist; create it first")
     try:
         data = engine.generate(args.n, args.split, args.seed, threads=args.threads, progress=not args.quiet,
                                min_clues=args.min_clues, max_clues=args.max_clues)
     except ValueError as e:
-        sys.exit(f"fastmdm sudoku generate: {e}")
-    if fmt == "npz":
-        meta = {
-            "split": np.array(args.split),
-            "seed": np.array(args.seed, np.uint64),
-            "strategy_names": np.array(engine.DIFFICULTY_NAMES),
-        }
-        grids.save_npz(args.out, {**data, **meta})
-    else:
-        _write_text(args.out, format_lines(data))
+        for name in ("min_clues", "max_clues"):
+            if str(e).startswith(name):
+                raise UsageError(f"--{name.replace('_', '-')}: {e}") from None
+        raise CommandError(str(e)) from None
+    try:
+        if fmt == "npz":
+            meta = {
+                "split": np.array(args.split),
+                "seed": np.array(args.seed, np.uint64),
+                "strategy_names": np.array(engine.DIFFICULTY_NAMES),
+            }
+            grids.save_npz(args.out, {**data, **meta})
+        else:
+            _write_text(args.out, format_lines(data))
+    except OSError as e:
+        raise CommandError(f"--out {args.out}: cannot write it ({e.strerror or e})") from None
     if not args.quiet and args.out not in (None, "-"):
         d = data["difficulty"]
         clues = (data["puzzles"] > 0).sum(1)
@@ -83,10 +75,14 @@ def cmd_grade(args: argparse.Namespace) -> int:
     try:
         handle = lines or open(args.file, encoding="utf-8")  # noqa: SIM115
     except OSError as e:
-        sys.exit(f"fastmdm sudoku grade: cannot read {args.file}: {e.strerror}")
+        raise CommandError(f"{args.file}: cannot read it ({e.strerror or e}); check the path") from None
     out = []
     with handle:
-        for i, raw in enumerate(handle, start=1):
+        try:
+            numbered = list(enumerate(handle, start=1))
+        except UnicodeDecodeError:
+            raise CommandError(f"{args.file}: not a text file (puzzles are lines of 81 characters)") from None
+        for i, raw in numbered:
             text = raw.strip()
             if not text or text.startswith("#"):
                 continue
@@ -94,7 +90,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
                 puzzle = grids.parse_puzzle(text.split()[0], line=i)
                 g = engine.grade(puzzle, line=i)
             except ValueError as e:
-                sys.exit(f"fastmdm sudoku grade: {args.file}: {e}")
+                raise CommandError(f"{args.file}: {e}; fix or remove that line") from None
             if args.pretty:
                 out.append(f"# line {i}: {g.name}\n{grids.pretty(puzzle)}\n{grids.pretty(g.solution)}\n")
             else:
@@ -104,31 +100,31 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
 
 def register(sudoku_subparsers, top_subparsers=None) -> None:
-    p = sudoku_subparsers.add_parser(
-        "generate",
-        help="generate unique-solution puzzles (standard or hard split)",
+    p = add_command(
+        sudoku_subparsers, "generate", cmd_generate,
+        "generate unique-solution puzzles (standard or hard split)",
         description="Generate unique-solution Sudoku puzzles with the native engine. standard: the seven "
-        "human strategies finish them; hard: they do not. Same seed, same bytes, for any --threads.",
+        "human techniques finish them; hard: they do not. Same seed, same bytes, for any --threads.",
     )
-    p.add_argument("--n", type=_count, required=True, help="number of puzzles")
-    p.add_argument("--split", choices=engine.SPLITS, default="standard")
-    p.add_argument("--seed", type=_count, default=0)
+    p.add_argument("--n", type=count, required=True, help="number of puzzles")
+    p.add_argument("--split", choices=engine.SPLITS, default="standard", help="which kind of puzzle")
+    p.add_argument("--seed", type=count, default=0, help="puzzle i depends only on (seed, split, i)")
     p.add_argument("--out", default=None, help="output file (default: stdout for txt)")
     p.add_argument("--format", choices=("txt", "npz"), default=None,
-                   help="txt: '<puzzle> <solution> <hardest strategy>' per line; npz: int8 arrays "
+                   help="txt: '<puzzle> <solution> <hardest technique>' per line; npz: int8 arrays "
                    "(puzzles, solutions, order, strategy, difficulty). Default: from --out's suffix, else txt")
-    p.add_argument("--threads", type=_positive, default=None, help="worker threads (default: all cores)")
-    p.add_argument("--min-clues", type=int, default=None, help="stop removing clues at this many (default: minimal puzzles)")
-    p.add_argument("--max-clues", type=int, default=None, help="reject puzzles with more clues")
+    p.add_argument("--threads", type=positive_int, default=None, help="worker threads (default: all cores)")
+    p.add_argument("--min-clues", type=int_at_least(17), default=None,
+                   help="stop removing clues at this many (default: minimal puzzles)")
+    p.add_argument("--max-clues", type=int_at_least(17), default=None,
+                   help="reject puzzles with more clues (default: no limit)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary on stderr")
-    p.set_defaults(func=cmd_generate)
 
-    g = sudoku_subparsers.add_parser(
-        "grade",
-        help="grade puzzles from a file with the seven human strategies",
+    g = add_command(
+        sudoku_subparsers, "grade", cmd_grade,
+        "grade puzzles from a file with the seven human techniques",
         description="Read puzzles (one per line, '.' or '0' for a blank; '#' comments) and print "
-        "'<puzzle> <solution> <hardest strategy>' per line ('beyond_seven' if the seven cannot finish it).",
+        "'<puzzle> <solution> <hardest technique>' per line ('beyond_seven' if the seven cannot finish it).",
     )
     g.add_argument("file", help="puzzle file, or - for stdin")
     g.add_argument("--pretty", action="store_true", help="print boxed grids")
-    g.set_defaults(func=cmd_grade)

@@ -1,119 +1,204 @@
-"""`fastmdm sudoku train | eval | solve` and `fastmdm demo`."""
+"""`fastmdm sudoku eval | solve` and `fastmdm demo`: the commands that run a Sudoku model."""
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
+from pathlib import Path
 
-from fastmdm.models import PRESETS
-from fastmdm.sudoku.model import PRECISIONS
+from fastmdm.cli import CommandError, UsageError, add_command, count, positive_int
+from fastmdm.sudoku import cli_common as common
+from fastmdm.sudoku.evaluate import DEFAULT_STRATEGIES
+
+#: puzzles per test split when `eval --n` is not given
+EVAL_N = 1000
 
 
-def _precision_arg(p, default):
-    p.add_argument("--precision", default=default, choices=PRECISIONS,
-                   help="fp32; bf16 (the model body under bf16 autocast, head and scores in float32); auto: bf16 "
-                        "where it is faster (CPUs with AMX, CUDA GPUs), else fp32")
+def split_list(text: str) -> list[str]:
+    from fastmdm.sudoku.data import TEST_SEEDS  # noqa: PLC0415
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    bad = [s for s in names if s not in TEST_SEEDS]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"expected standard, hard or 'standard,hard', got {text!r}")
+    return names
 
 
-def _train(args) -> int:
-    from fastmdm.sudoku.train import config_from_args, train  # noqa: PLC0415
-    cfg = config_from_args(args)
-    train(cfg, resume=args.resume)
+def _writable(option: str, path: str | None) -> None:
+    """Refuse before a long run an output path that cannot be written at its end."""
+    if path is not None and not Path(path).resolve().parent.is_dir():
+        raise CommandError(f"{option} {path}: its directory does not exist; create it first")
+
+
+def load_eval_sets(args) -> dict:
+    """{name: {"puzzles", "solutions"}} from --file or the project's test splits. A file of bare puzzles gets
+    its solutions from the engine (each puzzle must have exactly one)."""
+    from fastmdm.sudoku import data as sdata  # noqa: PLC0415
+    if args.file:
+        ds, labels = common.read_puzzle_sources([], args.file)
+        n = len(ds["puzzles"]) if args.n is None else min(args.n, len(ds["puzzles"]))
+        if n == 0:
+            raise CommandError(f"--file {args.file}: no puzzles in it (one 81-character puzzle per line)")
+        puzzles = ds["puzzles"][:n]
+        solutions = ds["solutions"][:n] if "solutions" in ds else common.refuse_bad_puzzles(puzzles, labels[:n])
+        return {str(args.file): {"puzzles": puzzles, "solutions": solutions}}
+    n = EVAL_N if args.n is None else args.n
+    return {s: sdata.test_set(s, n, args.cache_dir) for s in (args.split or ["standard", "hard"])}
+
+
+def cmd_eval(args) -> int:
+    import torch.distributed as dist  # noqa: PLC0415
+
+    from fastmdm.checkpoint import atomic_write_json  # noqa: PLC0415
+    from fastmdm.sudoku import model as smodel  # noqa: PLC0415
+    from fastmdm.sudoku.evaluate import evaluate, format_table, model_calls, plot, plot_sweep  # noqa: PLC0415
+    common.apply_threads(args)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    device = args.device
+    if world > 1:
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        if device.startswith("cuda"):
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    _writable("--json", args.json)
+    _writable("--plot", args.plot)
+    precision = smodel.resolve_precision(args.precision, device)
+    model, _ = common.load_model(args, device, precision)
+    sets = load_eval_sets(args)
+    ks = args.sweep_k or [args.k]
+    if rank == 0:
+        calls = sum(model_calls(d["puzzles"][rank::world], k=k, steps=args.steps, batch_size=args.batch_size)
+                    for k in ks for d in sets.values()) * len(args.strategies)
+        sizes = ", ".join(f"{name} {len(d['puzzles']):,}" for name, d in sets.items())
+        print(f"fastmdm sudoku eval: {sum(len(d['puzzles']) for d in sets.values()):,} puzzles ({sizes}) x "
+              f"{len(args.strategies)} strategies" + (f" x {len(ks)} values of k" if len(ks) > 1 else "") +
+              f": about {calls:,} model calls of up to {args.batch_size} puzzles"
+              + (" (--n sets the puzzles per split)" if args.n is None and not args.file else ""),
+              file=sys.stderr, flush=True)
+    sweep = []
+    with common.model_failures():
+        for k in ks:
+            results = {name: evaluate(model, d["puzzles"], d["solutions"], strategies=args.strategies, k=k,
+                                      steps=args.steps, score_noise=args.score_noise, batch_size=args.batch_size,
+                                      seed=args.seed, progress=rank == 0, rank=rank, world_size=world)
+                       for name, d in sets.items()}
+            sweep.append((k or 1, results))
+    if rank == 0:
+        ck = args.checkpoint or str(smodel.SHIPPED_CHECKPOINT)
+        for k, results in sweep:
+            sched = f"steps={args.steps}" if args.steps else f"k={k}"
+            print(f"checkpoint: {ck}; decoding {sched}, score_noise={args.score_noise}, seed={args.seed}, "
+                  f"precision={precision}")
+            print(format_table(results))
+        settings = {"checkpoint": ck, "k": args.k, "steps": args.steps, "score_noise": args.score_noise,
+                    "seed": args.seed, "n": args.n, "world_size": world, "device": device, "precision": precision}
+        try:
+            if args.json:
+                body = {"settings": settings, "results": sweep[0][1]} if not args.sweep_k else \
+                    {"settings": {**settings, "sweep_k": args.sweep_k},
+                     "sweep": [{"k": k, "results": r} for k, r in sweep]}
+                atomic_write_json(args.json, body)
+            if args.plot:
+                plot_sweep(sweep, args.plot) if args.sweep_k else plot(sweep[0][1], args.plot)
+        except OSError as e:
+            raise CommandError(f"cannot write {e.filename or 'the output'}: {e.strerror or e}") from None
+        except RuntimeError as e:  # matplotlib missing
+            raise CommandError(f"--plot: {e}") from None
+    if world > 1:
+        dist.barrier()
     return 0
 
 
-def _eval(args) -> int:
-    from fastmdm.sudoku.evaluate import run_cli  # noqa: PLC0415
-    return run_cli(args)
+def _broken_rule(answer) -> str:
+    from fastmdm.sudoku import grids  # noqa: PLC0415
+    if (answer == 0).any():
+        return f"cell {int((answer == 0).argmax())} is left blank"
+    try:
+        grids.check_givens(answer)
+    except ValueError as e:
+        return str(e).removeprefix("contradictory givens: ")
+    return "it changes a clue"
 
 
-def _solve(args) -> int:
-    from fastmdm.sudoku.solve import run_cli  # noqa: PLC0415
-    return run_cli(args)
+def cmd_solve(args) -> int:
+    from fastmdm.sudoku.evaluate import answer_puzzles  # noqa: PLC0415
+    common.apply_threads(args)
+    ds, labels = common.read_puzzle_sources(args.puzzles, args.file)
+    puzzles = ds["puzzles"]
+    if len(puzzles) == 0:
+        raise UsageError("no puzzles: pass 81-character puzzles as arguments or --file FILE ('-' for stdin)")
+    common.refuse_bad_puzzles(puzzles, labels)
+    model, _ = common.load_model(args, args.device, args.precision)
+    with common.model_failures():
+        answers, valid = answer_puzzles(model, puzzles, strategy=args.strategy, k=args.k, steps=args.steps,
+                                        score_noise=args.score_noise, seed=args.seed, batch_size=args.batch_size,
+                                        progress=len(puzzles) > args.batch_size)
+    for p, a, ok, label in zip(puzzles, answers, valid, labels):
+        digits = "".join(str(int(v)) for v in a)
+        if args.json:
+            print(json.dumps({"puzzle": "".join(str(int(v)) if v else "." for v in p), "answer": digits,
+                              "valid": bool(ok)}))
+        else:
+            print(digits)
+        if not ok:
+            print(f"{args._prog}: {label}: the model's answer breaks a rule: {_broken_rule(a)}", file=sys.stderr)
+    bad = int((~valid).sum())
+    if bad:
+        print(f"{args._prog}: {bad} of {len(valid)} answers are not valid Sudoku solutions "
+              "(try another --strategy, or --k 1)", file=sys.stderr)
+    return 1 if bad else 0
 
 
-def _demo(args) -> int:
-    from fastmdm.sudoku.demo import run_cli  # noqa: PLC0415
-    return run_cli(args)
-
-
-def _decoding_args(p, default_steps=None):
-    p.add_argument("--k", type=int, default=None, help="cells filled per model call (default 1)")
-    p.add_argument("--steps", type=int, default=default_steps,
-                   help="split the blanks over this many model calls instead of --k (the paper used 50)")
-    p.add_argument("--score-noise", type=float, default=0.0,
-                   help="scale of Gumbel noise added to ranking scores (the paper used 0.5)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    _precision_arg(p, "fp32")
+def cmd_demo(args) -> int:
+    from fastmdm.sudoku.demo import run  # noqa: PLC0415
+    common.apply_threads(args)
+    with common.checkpoint_failures(args), common.model_failures():
+        run(n=args.n, checkpoint=args.checkpoint, seed=args.seed, animate=False if args.no_animation else None,
+            hard=args.hard, precision=args.precision)
+    return 0
 
 
 def register(sudoku_sub, top_sub) -> None:
-    p = sudoku_sub.add_parser("train", help="train the Sudoku MDM (under torchrun: DDP)",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
-    p.add_argument("--steps", type=int, default=None, help="schedule length in optimizer steps")
-    p.add_argument("--minutes", type=float, default=None,
-                   help="wall-clock budget; without --steps the schedule is sized to fit it")
-    p.add_argument("--stop-after", type=int, default=None, help="stop this run at that step (resume later)")
-    p.add_argument("--out", default="runs/sudoku", help="checkpoint directory")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    p.add_argument("--init-from", default=None, metavar="DIR",
-                   help="start from this checkpoint's weights with a fresh optimizer and schedule (warm restart)")
-    p.add_argument("--batch-size", type=int, default=128, help="per process")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--warmup-steps", type=int, default=200)
-    p.add_argument("--weight-decay", type=float, default=0.1)
-    p.add_argument("--grad-clip", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--split", default="standard", choices=["standard", "hard"], help="training puzzles")
-    p.add_argument("--n-train", type=int, default=100_000, help="training puzzles to generate (cached)")
-    p.add_argument("--data-seed", type=int, default=17)
-    p.add_argument("--eval-every", type=int, default=500)
-    p.add_argument("--eval-n", type=int, default=200)
-    p.add_argument("--eval-strategies", default="margin")
-    p.add_argument("--save-every", type=int, default=500)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (GPU)")
-    p.add_argument("--attention-backend", default=None, choices=["auto", "torch", "triton"],
-                   help="fastmdm.ops.attention backend of the model (auto: the Triton kernel on CUDA)")
-    p.add_argument("--cache-dir", default=None, help="where generated data is cached (default OUT/data)")
-    p.set_defaults(func=_train)
-
-    p = sudoku_sub.add_parser("eval", help="puzzle accuracy per decoding strategy",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--checkpoint", default=None, help="checkpoint directory (default: the shipped model)")
+    from fastmdm.sudoku.demo import DEFAULT_N  # noqa: PLC0415
+    p = add_command(sudoku_sub, "eval", cmd_eval, "puzzle accuracy per decoding strategy")
+    common.checkpoint_arg(p)
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--split", default=None, help="standard, hard, or both as 'standard,hard' (default)")
-    g.add_argument("--file", default=None, help="puzzles file: '<puzzle> <solution>' or puzzles alone per line")
-    p.add_argument("--strategies", default="random,confidence,margin,entropy")
-    p.add_argument("--n", "--num-puzzles", dest="n", type=int, default=1000,
-                   help="puzzles per split (under torchrun spell it --num-puzzles: torchrun claims --n)")
-    p.add_argument("--json", default=None, help="also write the results as JSON to this path")
-    p.add_argument("--plot", default=None, help="write a PNG chart of puzzle accuracy to this path (per strategy; "
-                                                "with --sweep-k, against k)")
-    p.add_argument("--sweep-k", default=None, help="evaluate each of these cells-per-call values, e.g. 1,2,4,8")
-    p.add_argument("--cache-dir", default=None, help="where generated test sets are cached")
-    _decoding_args(p)
-    p.set_defaults(func=_eval)
+    g.add_argument("--split", type=split_list, default=None,
+                   help="standard, hard, or both as 'standard,hard' (default: both)")
+    g.add_argument("--file", default=None,
+                   help="puzzles file: '<puzzle> <solution>' per line, or puzzles alone (the engine solves them)")
+    p.add_argument("--strategies", type=common.strategy_list, default=DEFAULT_STRATEGIES,
+                   help="comma-separated decoding strategies (default: random,confidence,margin,entropy)")
+    p.add_argument("--n", "--num-puzzles", dest="n", type=positive_int, default=None,
+                   help=f"puzzles per split (default: {EVAL_N}; with --file, all of them); under torchrun "
+                        "spell it --num-puzzles, as torchrun claims --n")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON to this path")
+    p.add_argument("--plot", default=None, metavar="PNG", help="write a PNG chart of puzzle accuracy (per "
+                                                               "strategy; with --sweep-k, against k)")
+    p.add_argument("--cache-dir", default=None, help="where generated test sets are cached (default: not cached)")
+    common.decoding_args(p, sweep=True)
 
-    p = sudoku_sub.add_parser("solve", help="solve puzzles with the model (one 81-digit answer per line)")
+    p = add_command(sudoku_sub, "solve", cmd_solve,
+                    "solve puzzles with the model (one 81-digit answer per line)",
+                    description="Print the model's answer to each puzzle, in order. Puzzles whose givens clash "
+                                "or that have no or several solutions are refused before decoding. An answer "
+                                "that breaks a rule is printed, flagged on stderr, and makes the exit code 1.")
     p.add_argument("puzzles", nargs="*", help="81-character puzzles ('.' or '0' for a blank)")
     p.add_argument("--file", default=None, help="read puzzles from a file ('-' for stdin)")
-    p.add_argument("--checkpoint", default=None, help="checkpoint directory (default: the shipped model)")
-    p.add_argument("--strategy", default="margin")
+    common.checkpoint_arg(p)
+    p.add_argument("--strategy", type=common.strategy, default="margin", help="decoding strategy")
     p.add_argument("--json", action="store_true", help="one JSON object per puzzle with validity")
-    _decoding_args(p)
-    p.set_defaults(func=_solve)
+    common.decoding_args(p)
 
-    p = top_sub.add_parser("demo", help="the shipped Sudoku MDM: accuracy per strategy and one puzzle solved "
-                                        "step by step")
-    p.add_argument("--n", type=int, default=None,
-                   help="test puzzles per strategy (default 200 in bf16, 128 in fp32: under two minutes on 2 cores)")
+    p = add_command(top_sub, "demo", cmd_demo,
+                    "the shipped Sudoku MDM: accuracy per strategy and one puzzle solved step by step")
+    p.add_argument("--n", type=positive_int, default=None,
+                   help=f"test puzzles per strategy (default: {DEFAULT_N['bf16']} in bf16, {DEFAULT_N['fp32']} "
+                        "in fp32)")
     p.add_argument("--hard", action="store_true", help="also run the hard split (about twice the time)")
-    p.add_argument("--checkpoint", default=None)
-    p.add_argument("--seed", type=int, default=0)
+    common.checkpoint_arg(p)
+    p.add_argument("--seed", type=count, default=0, help="seed of the puzzles and the random order")
     p.add_argument("--no-animation", action="store_true", help="print the fill order without pauses")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    _precision_arg(p, "auto")
-    p.set_defaults(func=_demo)
+    common.threads_arg(p)
+    common.precision_arg(p, "auto")

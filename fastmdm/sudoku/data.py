@@ -9,23 +9,16 @@ uniqueness guarantee) for unit tests only; real training and evaluation use `fas
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from fastmdm.sudoku import grids
+
 MASK_ID = 0
 #: seeds reserved for the project's test sets; training data uses other seeds and is checked disjoint
 TEST_SEEDS = {"standard": 1_000_003, "hard": 2_000_003}
-
-
-def engine_available() -> bool:
-    try:
-        from fastmdm.sudoku import engine  # noqa: F401, PLC0415
-    except ImportError:
-        return False
-    return True
 
 
 def generate(n: int, split: str = "standard", seed: int = 0, progress: bool = False) -> dict:
@@ -67,26 +60,6 @@ def remove_overlap(train: dict, held_out: list[dict]) -> dict:
     return {k: v[keep] for k, v in train.items()}
 
 
-def fingerprint(arr: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(arr, dtype=np.int8).tobytes()).hexdigest()[:16]
-
-
-# ----------------------------------------------------------------------------------------------
-# augmentation and validity: the puzzle engine's batched torch versions
-# ----------------------------------------------------------------------------------------------
-def augment(puzzles: torch.Tensor, solutions: torch.Tensor, generator: torch.Generator | None = None):
-    """One random Sudoku symmetry per row (digit relabeling, row/column swaps within bands/stacks, band and
-    stack swaps, transpose): `fastmdm.sudoku.grids.augment`."""
-    from fastmdm.sudoku import grids  # noqa: PLC0415
-    return grids.augment(puzzles, solutions, generator=generator)
-
-
-def is_valid_solution(puzzles: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
-    """bool [B]: each answer is a complete valid grid that keeps its puzzle's clues."""
-    from fastmdm.sudoku import grids  # noqa: PLC0415
-    return grids.valid_solutions(torch.as_tensor(puzzles), torch.as_tensor(answers).to(torch.as_tensor(puzzles).device))
-
-
 # ----------------------------------------------------------------------------------------------
 # a stand-in source for unit tests (NOT the real data: no uniqueness, no difficulty control)
 # ----------------------------------------------------------------------------------------------
@@ -96,7 +69,7 @@ def synthetic_puzzles(n: int, *, clues=(28, 40), seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
     r, c = torch.meshgrid(torch.arange(9), torch.arange(9), indexing="ij")
     base = ((3 * (r % 3) + r // 3 + c) % 9 + 1).reshape(1, 81).expand(n, 81).contiguous()
-    _, sol = augment(base, base, g)
+    _, sol = grids.augment(base, base, g)
     n_clues = torch.randint(clues[0], clues[1] + 1, (n,), generator=g)
     rank = torch.argsort(torch.rand(n, 81, generator=g), dim=1).argsort(dim=1)
     puz = torch.where(rank < n_clues[:, None], sol, torch.zeros_like(sol))

@@ -8,17 +8,14 @@ import time
 import numpy as np
 import torch
 
-from fastmdm.sudoku.data import MASK_ID
-
 DEMO_STRATEGIES = ("random", "confidence", "margin", "entropy")
 #: seed of the demo's puzzles (disjoint from training data, like the test sets)
 DEMO_SEED = 3_000_017
-#: puzzles per strategy when --n is not given: what 2 cores decode in well under two minutes, by precision
-#: (measured on 2 cores of a Xeon with AMX: 200 in bf16 took 65 s, 128 in float32 47 s, and 76 s with the math
-#: libraries held to AVX2). See README, "Demo".
+#: puzzles per strategy when the count is not given, by precision: sized so the demo stays under two minutes
+#: on two CPU cores (bf16 decodes faster where it is chosen, so it gets more puzzles; timings in
+#: benchmarks/results/sudoku_demo_cpu.md)
 DEFAULT_N = {"bf16": 200, "fp32": 128}
-#: rows per model call: on 2 cores batches of 64 decoded faster than 128 or 256 in float32 (22 s against 23-30 s
-#: for 256 puzzles) and as fast in bf16
+#: rows per model call: small batches keep a few cores' caches warm (benchmarks/results/sudoku_demo_cpu.md)
 DEMO_BATCH = 64
 
 
@@ -62,9 +59,12 @@ def run(n: int | None = None, checkpoint=None, seed: int = 0, animate: bool | No
         precision: str = "auto", out=None) -> dict:
     from fastmdm.sudoku import data as sdata  # noqa: PLC0415
     from fastmdm.sudoku import model as smodel  # noqa: PLC0415
-    from fastmdm.sudoku.evaluate import evaluate, format_table, solve_batch  # noqa: PLC0415
+    from fastmdm.sudoku.evaluate import decode_puzzles, evaluate, format_table  # noqa: PLC0415
+    from fastmdm.sudoku.grids import valid_solutions  # noqa: PLC0415
     from fastmdm.sudoku.train import total_steps  # noqa: PLC0415
 
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ValueError(f"n: puzzles per strategy must be an integer >= 1, got {n!r}")
     t0 = time.perf_counter()
     out = sys.stdout if out is None else out
     precision = smodel.resolve_precision(precision, "cpu")
@@ -93,8 +93,9 @@ def run(n: int | None = None, checkpoint=None, seed: int = 0, animate: bool | No
 
     # one puzzle, filled step by step in margin order
     std = sets["standard"]
-    tr = solve_batch(model, torch.as_tensor(std["puzzles"][:16]).long(), strategy="margin", k=1, return_trace=True)
-    ok = sdata.is_valid_solution(torch.as_tensor(std["puzzles"][:16]).long(), tr.tokens)
+    tr = decode_puzzles(model, torch.as_tensor(std["puzzles"][:16]).long(), strategy="margin", k=1,
+                        return_trace=True)
+    ok = valid_solutions(torch.as_tensor(std["puzzles"][:16]).long(), tr.tokens.cpu())
     j = int(torch.nonzero(ok)[0, 0]) if bool(ok.any()) else 0
     puzzle = std["puzzles"][j].astype(np.int64)
     answer = tr.tokens[j].numpy()
@@ -120,13 +121,3 @@ def run(n: int | None = None, checkpoint=None, seed: int = 0, animate: bool | No
     print("fill step of each blank (1 = first):\n" + order_grid(order), file=out)
     print(f"{'solved' if right else 'not solved'}; demo took {time.perf_counter() - t0:.0f} s", file=out)
     return {"results": results, "example": {"puzzle": puzzle, "answer": answer, "order": order, "valid": right}}
-
-
-def run_cli(args) -> int:
-    if args.n is not None and args.n < 1:
-        raise SystemExit(f"--n: puzzles per strategy must be at least 1, got {args.n}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    run(n=args.n, checkpoint=args.checkpoint, seed=args.seed, animate=False if args.no_animation else None,
-        hard=args.hard, precision=args.precision)
-    return 0

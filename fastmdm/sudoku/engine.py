@@ -2,7 +2,8 @@
 
 Grids are int8 arrays of 81 cells in row-major order, 0 for a blank and 1-9 for a digit.
 
-The grader uses the seven strategies of Shah et al. (2024), easiest first (`STRATEGIES`). It keeps
+The grader uses the seven solving techniques of Shah et al. (2024), easiest first (`TECHNIQUES`; the
+data keep the older word "strategy" for a cell's technique). It keeps
 candidates per blank; each round it applies the easiest strategy that makes progress and starts over.
 The two singles place a digit (one step of the solver order); the other five only remove candidates.
 A cell's strategy is the single that placed it, or the hardest elimination strategy used since the
@@ -26,7 +27,7 @@ import numpy as np
 
 from fastmdm import _native
 
-STRATEGIES: tuple[str, ...] = (
+TECHNIQUES: tuple[str, ...] = (
     "naked_single",
     "hidden_single",
     "naked_pair",
@@ -35,9 +36,9 @@ STRATEGIES: tuple[str, ...] = (
     "xy_wing",
     "unique_rectangle",
 )
-GUESS = len(STRATEGIES)  # per-cell strategy of a cell filled from the solution (grader stuck)
-BEYOND = len(STRATEGIES)  # difficulty of a puzzle the seven strategies cannot finish
-DIFFICULTY_NAMES: tuple[str, ...] = STRATEGIES + ("beyond_seven",)
+GUESS = len(TECHNIQUES)  # per-cell strategy of a cell filled from the solution (grader stuck)
+BEYOND = len(TECHNIQUES)  # difficulty of a puzzle the seven techniques cannot finish
+DIFFICULTY_NAMES: tuple[str, ...] = TECHNIQUES + ("beyond_seven",)
 SPLITS: tuple[str, ...] = ("standard", "hard")
 
 # Minimal puzzles from this generator have 24 +- 1 clues; a lower ceiling would make
@@ -76,7 +77,7 @@ def generate(
     start: index of the first puzzle, to generate a large set in pieces.
 
     Returns int8 arrays: "puzzles" [n, 81], "solutions" [n, 81], "order" [n, 81] (step at which the
-    grader filled each cell, -1 for clues), "strategy" [n, 81] (index into STRATEGIES, GUESS for a
+    grader filled each cell, -1 for clues), "strategy" [n, 81] (index into TECHNIQUES, GUESS for a
     guessed cell, -1 for clues), "difficulty" [n] (hardest strategy used; BEYOND for the hard split).
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
@@ -192,10 +193,10 @@ class Grade(NamedTuple):
 
 
 def grade_batch(puzzles, solutions=None, threads: int | None = None, *,
-                max_strategy: int = len(STRATEGIES) - 1) -> dict[str, np.ndarray]:
+                max_strategy: int = len(TECHNIQUES) - 1) -> dict[str, np.ndarray]:
     """Grade a batch with the seven strategies. With `solutions`, a stuck grader guesses from them
     (so order and strategy are complete); without, it stops where it is stuck and the rest stay -1.
-    `max_strategy` < 6 allows only STRATEGIES[:max_strategy + 1] (to show a puzzle needs a strategy).
+    `max_strategy` < 6 allows only TECHNIQUES[:max_strategy + 1] (to show a puzzle needs a strategy).
 
     Returns int8 arrays "order", "strategy" [n, 81] and "difficulty" [n]: the hardest strategy used,
     BEYOND when a guess was needed, -1 for a full grid, -2 for contradictory candidates (no
@@ -208,8 +209,8 @@ def grade_batch(puzzles, solutions=None, threads: int | None = None, *,
         sol, _ = _as_grids(solutions, "solutions")
         if sol.shape != arr.shape:
             raise ValueError(f"solutions must have the shape of puzzles {arr.shape}, got {sol.shape}")
-    if isinstance(max_strategy, bool) or not isinstance(max_strategy, (int, np.integer)) or not 0 <= max_strategy < len(STRATEGIES):
-        raise ValueError(f"max_strategy must be an index into STRATEGIES (0-{len(STRATEGIES) - 1}), got {max_strategy!r}")
+    if isinstance(max_strategy, bool) or not isinstance(max_strategy, (int, np.integer)) or not 0 <= max_strategy < len(TECHNIQUES):
+        raise ValueError(f"max_strategy must be an index into TECHNIQUES (0-{len(TECHNIQUES) - 1}), got {max_strategy!r}")
     n = len(arr)
     order = np.zeros((n, 81), np.int8)
     strategy = np.zeros((n, 81), np.int8)
@@ -218,26 +219,37 @@ def grade_batch(puzzles, solutions=None, threads: int | None = None, *,
     return {"order": order, "strategy": strategy, "difficulty": difficulty}
 
 
-def grade(puzzle, line: int | None = None) -> Grade:
-    """Grade one puzzle. Raises ValueError (naming `line` when given) if the givens clash, or the
-    puzzle has no solution or several."""
+def unique_solution(puzzle, line: int | None = None) -> np.ndarray:
+    """The solution (int8 [81]) of one puzzle. Raises ValueError (naming `line` when given) if the givens
+    clash (saying which digit repeats where), or the puzzle has no solution or several."""
     from fastmdm.sudoku.grids import check_givens  # noqa: PLC0415
 
     arr, single = _as_grids(puzzle, "puzzle")
     if not single:
-        raise ValueError(f"puzzle must be one grid of 81 cells, got shape {arr.shape}; use grade_batch for many")
+        raise ValueError(f"puzzle must be one grid of 81 cells, got shape {arr.shape}; use check_puzzles for many")
     check_givens(arr[0], line=line)
     where = f"line {line}: " if line is not None else ""
     sol = solve(arr[0])
     if sol.count == 0:
         raise ValueError(f"{where}puzzle has no solution")
     if sol.count > 1:
-        raise ValueError(f"{where}puzzle has several solutions; grading needs a unique one")
-    g = grade_batch(arr, sol.solution[None], threads=1)
+        raise ValueError(f"{where}puzzle has several solutions; a Sudoku needs a unique one")
+    return sol.solution
+
+
+def grade(puzzle, line: int | None = None) -> Grade:
+    """Grade one puzzle. Raises ValueError (naming `line` when given) if the givens clash, or the
+    puzzle has no solution or several (`unique_solution`)."""
+    arr, single = _as_grids(puzzle, "puzzle")
+    if not single:
+        raise ValueError(f"puzzle must be one grid of 81 cells, got shape {arr.shape}; use grade_batch for many")
+    solution = unique_solution(arr[0], line)
+    where = f"line {line}: " if line is not None else ""
+    g = grade_batch(arr, solution[None], threads=1)
     d = int(g["difficulty"][0])
     if d < -1:  # cannot happen for a unique puzzle: the strategies are sound
         raise RuntimeError(f"{where}grader failed with code {d} on a unique puzzle; please report it")
-    return Grade(d, DIFFICULTY_NAMES[d] if d >= 0 else "none", d != BEYOND, sol.solution,
+    return Grade(d, DIFFICULTY_NAMES[d] if d >= 0 else "none", d != BEYOND, solution,
                  g["order"][0], g["strategy"][0])
 
 

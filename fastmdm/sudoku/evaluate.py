@@ -1,4 +1,5 @@
-"""Evaluate a Sudoku MDM: puzzle accuracy (whole grid valid), cell accuracy and model calls per strategy.
+"""Evaluate a Sudoku MDM: puzzle accuracy (whole grid valid), cell accuracy and model calls per decoding
+strategy; and the model's answers to puzzles.
 
 Decoding follows the paper's Sudoku setup by default: every blank is a mask, one model call per step,
 and either one cell per step (`k=1`) or the blanks split over `steps` reverse steps, with Gumbel noise of
@@ -6,7 +7,7 @@ scale `score_noise` added to the ranking scores.
 """
 from __future__ import annotations
 
-import json
+import math
 import time
 
 import numpy as np
@@ -14,7 +15,9 @@ import torch
 from tqdm import tqdm
 
 import fastmdm
-from fastmdm.sudoku.data import MASK_ID, is_valid_solution
+from fastmdm.sampling import has_hidden_path
+from fastmdm.sudoku.data import MASK_ID
+from fastmdm.sudoku.grids import valid_solutions
 
 DEFAULT_STRATEGIES = ("random", "confidence", "margin", "entropy")
 
@@ -23,15 +26,73 @@ def _as_long(a):
     return torch.as_tensor(np.asarray(a)).long() if not isinstance(a, torch.Tensor) else a.long()
 
 
+class CallTicker:
+    """`model` with a progress bar that moves once per model call: `fastmdm.sample` has no progress hook,
+    so this stands in for the model, forwarding calls, the hidden-state path and every attribute."""
+
+    def __init__(self, model, bar):
+        self._model, self._bar = model, bar
+        if has_hidden_path(model):  # offer the hidden-state path only where the model has it
+            self.forward_hidden = self._forward_hidden
+
+    def _forward_hidden(self, *args, **kwargs):
+        out = self._model.forward_hidden(*args, **kwargs)
+        self._bar.update(1)
+        return out
+
+    def get_output_embeddings(self):
+        return self._model.get_output_embeddings()
+
+    def __call__(self, *args, **kwargs):
+        out = self._model(*args, **kwargs)
+        self._bar.update(1)
+        return out
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+
+def model_calls(puzzles, *, k=None, steps=None, batch_size=256) -> int:
+    """Model calls decoding `puzzles` [N, 81] takes in batches of `batch_size`: per batch, its most blanks
+    split by `k` cells per call, or `steps` calls (fewer when every row has fewer blanks)."""
+    blanks = (_as_long(puzzles) == MASK_ID).sum(1)
+    total = 0
+    for i in range(0, blanks.shape[0], batch_size):
+        b = int(blanks[i:i + batch_size].max())
+        total += min(steps, b) if steps is not None else math.ceil(b / (k or 1))
+    return total
+
+
 @torch.no_grad()
-def solve_batch(model, puzzles: torch.Tensor, *, strategy="margin", k=None, steps=None, score_noise=0.0,
-                generator=None, return_trace=False):
-    """Fill the blanks (0) of puzzles [B, 81]; returns answers [B, 81] (or a Trace)."""
+def decode_puzzles(model, puzzles: torch.Tensor, *, strategy="margin", k=None, steps=None, score_noise=0.0,
+                   generator=None, return_trace=False):
+    """The model's answers to puzzles [B, 81] (blanks 0) in one batch: answers [B, 81] (or a Trace)."""
     x = _as_long(puzzles).to(next(model.parameters()).device)
     if k is None and steps is None:
         k = 1
     return fastmdm.sample(model, x, strategy=strategy, mask_id=MASK_ID, k=k, steps=steps,
                           score_noise=score_noise, generator=generator, return_trace=return_trace)
+
+
+@torch.no_grad()
+def answer_puzzles(model, puzzles, *, strategy="margin", k=None, steps=None, score_noise=0.0, seed=0,
+                   batch_size=256, progress=False) -> tuple[np.ndarray, np.ndarray]:
+    """(answers int8 [N, 81], valid bool [N]) for puzzles [N, 81], decoded in batches of `batch_size`."""
+    puzzles = _as_long(puzzles)
+    g = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    answers, valid = [], []
+    with tqdm(total=model_calls(puzzles, k=k, steps=steps, batch_size=batch_size), desc=f"solve {strategy}",
+              unit="call", disable=not progress, leave=False) as bar:
+        ticking = CallTicker(model, bar)
+        for i in range(0, len(puzzles), batch_size):
+            p = puzzles[i:i + batch_size]
+            a = decode_puzzles(ticking, p, strategy=strategy, k=k, steps=steps, score_noise=score_noise,
+                               generator=g).cpu()
+            answers.append(a.to(torch.int8).numpy())
+            valid.append(valid_solutions(p, a).numpy())
+    if not answers:
+        return np.zeros((0, 81), np.int8), np.zeros(0, bool)
+    return np.concatenate(answers), np.concatenate(valid)
 
 
 @torch.no_grad()
@@ -61,18 +122,21 @@ def evaluate(model, puzzles, solutions, *, strategies=DEFAULT_STRATEGIES, k=None
         g = torch.Generator(device=next(model.parameters()).device).manual_seed(seed * 1000 + si * 7919 + rank)
         solved = cells_ok = cells = nfe = batches = 0
         t0 = time.perf_counter()
-        it = range(0, puzzles.shape[0], batch_size)
-        for i in tqdm(it, desc=f"eval {strategy}", disable=not progress, leave=False):
+        bar = tqdm(total=model_calls(puzzles, k=k, steps=steps, batch_size=batch_size), desc=f"eval {strategy}",
+                   unit="call", disable=not progress, leave=False)
+        ticking = CallTicker(model, bar)
+        for i in range(0, puzzles.shape[0], batch_size):
             p, s = puzzles[i:i + batch_size], solutions[i:i + batch_size]
-            tr = solve_batch(model, p, strategy=strategy, k=k, steps=steps, score_noise=score_noise,
-                             generator=g, return_trace=True)
+            tr = decode_puzzles(ticking, p, strategy=strategy, k=k, steps=steps, score_noise=score_noise,
+                                generator=g, return_trace=True)
             ans = tr.tokens.cpu()
             blank = p == MASK_ID
-            solved += int(is_valid_solution(p, ans).sum())
+            solved += int(valid_solutions(p, ans).sum())
             cells_ok += int(((ans == s) & blank).sum())
             cells += int(blank.sum())
             nfe += tr.nfe
             batches += 1
+        bar.close()
         counts = torch.tensor([solved, cells_ok, cells, nfe, batches, puzzles.shape[0]], dtype=torch.float64)
         if world_size > 1:
             import torch.distributed as dist  # noqa: PLC0415
@@ -106,10 +170,6 @@ def format_table(results: dict[str, list[dict]]) -> str:
                       f"{r['nfe']:.1f}"])
         lines.append(f"| {st} | " + " | ".join(cols) + " |")
     return "\n".join(lines)
-
-
-def to_json(results: dict, settings: dict) -> str:
-    return json.dumps({"settings": settings, "results": results}, indent=2)
 
 
 def plot(results: dict[str, list[dict]], path) -> None:
@@ -160,85 +220,3 @@ def plot_sweep(sweep: list[tuple[int, dict[str, list[dict]]]], path, xlabel: str
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def parse_sweep(text: str) -> list[int]:
-    """'1,2,4,8' -> [1, 2, 4, 8]; a clear error otherwise."""
-    try:
-        ks = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        ks = []
-    if not ks or min(ks) < 1:
-        raise SystemExit(f"--sweep-k: expected comma-separated integers >= 1 such as 1,2,4,8, got {text!r}")
-    return ks
-
-
-def load_eval_sets(args) -> dict:
-    """{name: {"puzzles", "solutions"}} from --file or the project's test splits."""
-    from fastmdm.sudoku import data as sdata  # noqa: PLC0415
-    from fastmdm.sudoku import grids  # noqa: PLC0415
-    if args.file:
-        ds = grids.read_dataset(args.file)
-        if "solutions" not in ds:
-            raise SystemExit(f"--file {args.file}: evaluation needs '<puzzle> <solution>' lines")
-        n = ds["puzzles"].shape[0] if args.n is None else min(args.n, ds["puzzles"].shape[0])
-        return {str(args.file): {"puzzles": ds["puzzles"][:n], "solutions": ds["solutions"][:n]}}
-    splits = [s.strip() for s in (args.split or "standard,hard").split(",") if s.strip()]
-    for s in splits:
-        if s not in sdata.TEST_SEEDS:
-            raise SystemExit(f"--split: unknown {s!r}; use standard, hard or 'standard,hard'")
-    return {s: sdata.test_set(s, args.n, args.cache_dir) for s in splits}
-
-
-def run_cli(args) -> int:
-    import torch.distributed as dist  # noqa: PLC0415
-
-    from fastmdm.sudoku import model as smodel  # noqa: PLC0415
-    import os  # noqa: PLC0415
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    device = args.device
-    if world > 1:
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-        if device.startswith("cuda"):
-            device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-    sweep_k = parse_sweep(args.sweep_k) if getattr(args, "sweep_k", None) else None
-    if sweep_k and (args.k or args.steps):
-        raise SystemExit("--sweep-k replaces --k and --steps: pass only one of them")
-    precision = smodel.resolve_precision(args.precision, device)
-    model, cfg = smodel.load(args.checkpoint, device=device, precision=precision)
-    sets = load_eval_sets(args)
-    sweep = []
-    for k in sweep_k or [args.k]:
-        results = {}
-        for name, d in sets.items():
-            results[name] = evaluate(model, d["puzzles"], d["solutions"], strategies=args.strategies, k=k,
-                                     steps=args.steps, score_noise=args.score_noise, batch_size=args.batch_size,
-                                     seed=args.seed, progress=rank == 0, rank=rank, world_size=world)
-        sweep.append((k or 1, results))
-    if rank == 0:
-        ck = args.checkpoint or str(smodel.SHIPPED_CHECKPOINT)
-        for k, results in sweep:
-            sched = f"steps={args.steps}" if args.steps else f"k={k}"
-            print(f"checkpoint: {ck}; decoding {sched}, score_noise={args.score_noise}, seed={args.seed}, "
-                  f"precision={precision}")
-            print(format_table(results))
-        settings = {"checkpoint": ck, "k": args.k, "steps": args.steps, "score_noise": args.score_noise,
-                    "seed": args.seed, "n": args.n, "world_size": world, "device": device,
-                    "precision": precision}
-        if args.json:
-            from fastmdm.checkpoint import atomic_write_json  # noqa: PLC0415
-            body = {"settings": settings, "results": sweep[0][1]} if not sweep_k else \
-                {"settings": {**settings, "sweep_k": sweep_k}, "sweep": [{"k": k, "results": r} for k, r in sweep]}
-            atomic_write_json(args.json, body)
-        if args.plot:
-            if sweep_k:
-                plot_sweep(sweep, args.plot)
-            else:
-                plot(sweep[0][1], args.plot)
-    if world > 1:
-        dist.barrier()
-    return 0

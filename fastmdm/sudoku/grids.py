@@ -58,7 +58,7 @@ def read_dataset(path_or_lines, check: bool = False) -> dict[str, np.ndarray]:
     strategy (`<puzzle> [<solution> [<strategy>]]`, the format `fastmdm sudoku generate` writes);
     blank lines and lines starting with '#' are skipped. Errors name the line.
     Returns "puzzles" int8 [n, 81], and "solutions" int8 [n, 81] when every line has one (plus all
-    arrays of an npz file). check=True also solves every puzzle and raises ValueError naming the
+    arrays of an npz file); text input also gives "line", each puzzle's 1-based line number (int32 [n]). check=True also solves every puzzle and raises ValueError naming the
     first line (or index, for npz) whose givens clash or that has no solution or several.
     """
     if isinstance(path_or_lines, (str, os.PathLike)) and str(path_or_lines).endswith(".npz"):
@@ -69,7 +69,7 @@ def read_dataset(path_or_lines, check: bool = False) -> dict[str, np.ndarray]:
         if check:
             _check_all(out["puzzles"], [f"puzzle {i}" for i in range(len(out["puzzles"]))])
         return out
-    puzzles, solutions, where = [], [], []
+    puzzles, solutions, where, numbers = [], [], [], []
     for i, raw in enumerate(_lines(path_or_lines), start=1):
         text = raw.strip()
         if not text or text.startswith("#"):
@@ -79,6 +79,7 @@ def read_dataset(path_or_lines, check: bool = False) -> dict[str, np.ndarray]:
             raise ValueError(f"line {i}: expected '<puzzle> [<solution> [<strategy>]]', got {len(fields)} fields")
         puzzles.append(parse_puzzle(fields[0], line=i))
         where.append(f"line {i}")
+        numbers.append(i)
         if len(fields) >= 2:
             sol = parse_puzzle(fields[1], line=i)
             if (sol == 0).any():
@@ -87,7 +88,8 @@ def read_dataset(path_or_lines, check: bool = False) -> dict[str, np.ndarray]:
             if clash.any():
                 raise ValueError(f"line {i}: solution changes the clue at cell {int(np.argmax(clash))}")
             solutions.append(sol)
-    out = {"puzzles": np.stack(puzzles) if puzzles else np.zeros((0, 81), np.int8)}
+    out = {"puzzles": np.stack(puzzles) if puzzles else np.zeros((0, 81), np.int8),
+           "line": np.asarray(numbers, dtype=np.int32)}
     if solutions and len(solutions) == len(puzzles):
         out["solutions"] = np.stack(solutions)
     elif solutions:

@@ -1,11 +1,22 @@
 """The Sudoku MDM: a `fastmdm.models.Transformer` over 81 cell tokens (0 = blank/mask, 1-9 digits) with
-row + column + box position embeddings, and the shipped checkpoint."""
+row + column + box position embeddings (`fastmdm.sudoku.positions`), its sizes, and the shipped checkpoint."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from fastmdm.models import Transformer, preset
+from fastmdm.models import Transformer, TransformerConfig
+from fastmdm.sudoku import positions as _positions  # noqa: F401  (registers the "sudoku" scheme)
 from fastmdm.sudoku.data import MASK_ID
+
+#: named model sizes. `paper`: the seed paper's ~6M-parameter Sudoku MDM (3 layers, d=384, 12 heads);
+#: `cpu`: sized to train on a few CPU cores (the shipped model); `tiny`: for tests.
+PRESETS = {
+    "paper": dict(d_model=384, n_layers=3, n_heads=12, d_ff=1280),
+    "cpu": dict(d_model=128, n_layers=6, n_heads=4, d_ff=384),
+    "tiny": dict(d_model=32, n_layers=2, n_heads=2, d_ff=64),
+}
+#: what every Sudoku model shares: 10 tokens (0 = blank = mask, 1-9), 81 cells, Sudoku positions
+SUDOKU_DATA = dict(vocab_size=10, mask_token_id=MASK_ID, max_len=81, positions="sudoku")
 
 #: --precision choices: float32, the body under bf16 autocast, or bf16 where it is the faster (AMX, CUDA)
 PRECISIONS = ("fp32", "bf16", "auto")
@@ -14,13 +25,15 @@ PRECISIONS = ("fp32", "bf16", "auto")
 SHIPPED_CHECKPOINT = Path(__file__).parent / "checkpoints" / "sudoku-mdm"
 
 
+def preset(name: str, **overrides) -> TransformerConfig:
+    """The TransformerConfig of a named Sudoku model size; `overrides` replace any field."""
+    if name not in PRESETS:
+        raise ValueError(f"preset: unknown {name!r}; use one of {sorted(PRESETS)}")
+    return TransformerConfig(**{**SUDOKU_DATA, **PRESETS[name], **overrides})
+
+
 def sudoku_model(preset_name: str = "cpu", **overrides) -> Transformer:
-    cfg = preset(preset_name, vocab_size=10, mask_token_id=MASK_ID, max_len=81, positions="sudoku", **overrides)
-    return Transformer(cfg)
-
-
-def default_checkpoint() -> Path:
-    return SHIPPED_CHECKPOINT
+    return Transformer(preset(preset_name, **overrides))
 
 
 def resolve_precision(precision: str, device) -> str:

@@ -17,7 +17,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +26,14 @@ from tqdm import tqdm
 
 import fastmdm
 from fastmdm import checkpoint as ckpt
-from fastmdm.models import PRESETS
 from fastmdm.sudoku import data as sdata
-from fastmdm.sudoku.model import sudoku_model
+from fastmdm.sudoku.grids import augment
+from fastmdm.sudoku.model import PRESETS, sudoku_model
 
 
 @dataclass
 class TrainConfig:
+    """One training run. The `fastmdm sudoku train` options take their defaults from here."""
     preset: str = "cpu"
     model_overrides: dict = field(default_factory=dict)
     steps: int | None = None            # length of the schedule (required unless `minutes` is given)
@@ -66,15 +67,28 @@ class TrainConfig:
         if self.preset not in PRESETS:
             raise ValueError(f"preset: unknown {self.preset!r}; use one of {sorted(PRESETS)}")
         if self.steps is None and self.minutes is None:
-            raise ValueError("pass --steps N or --minutes M (or both: the schedule's length and a time limit)")
-        if self.steps is not None and self.steps <= 0:
-            raise ValueError(f"steps: must be > 0, got {self.steps}")
-        if self.minutes is not None and self.minutes <= 0:
-            raise ValueError(f"minutes: must be > 0, got {self.minutes}")
-        if self.batch_size <= 0:
-            raise ValueError(f"batch_size: must be > 0, got {self.batch_size}")
+            raise ValueError("steps, minutes: give the schedule's length in steps, a time budget in minutes, "
+                             "or both")
+        for name in ("steps", "batch_size", "n_train", "warmup_steps", "stop_after", "threads"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "warmup_steps" else 1)):
+                raise ValueError(f"{name}: must be an integer >= {0 if name == 'warmup_steps' else 1}, got {v!r}")
+        for name in ("eval_every", "eval_n", "save_every", "log_every", "seed", "data_seed"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name}: must be an integer >= 0, got {v!r}")
+        for name, lo in (("minutes", 0.0), ("lr", 0.0)):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > lo):
+                raise ValueError(f"{name}: must be a number > 0, got {v!r}")
+        for name in ("weight_decay", "grad_clip", "min_lr_ratio"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name}: must be a number >= 0, got {v!r}")
         if self.data not in ("engine", "synthetic"):
             raise ValueError(f"data: must be 'engine' or 'synthetic', got {self.data!r}")
+        if self.split not in sdata.TEST_SEEDS:
+            raise ValueError(f"split: must be one of {sorted(sdata.TEST_SEEDS)}, got {self.split!r}")
 
 
 def lr_at(cfg: TrainConfig, step: int, total: int) -> float:
@@ -101,7 +115,7 @@ class MDMObjective(torch.nn.Module):
 def make_batch(pool_p: torch.Tensor, pool_s: torch.Tensor, batch_size: int, g: torch.Generator):
     """(inputs, targets, masked, p_mask, fillable) for one step, all drawn from generator `g`."""
     idx = torch.randint(pool_p.shape[0], (batch_size,), generator=g)
-    p, s = sdata.augment(pool_p[idx], pool_s[idx], generator=g)
+    p, s = augment(pool_p[idx], pool_s[idx], generator=g)
     p, s = p.long(), s.long()
     fillable = p == sdata.MASK_ID
     # stratified masking rates: one per batch row, spread evenly over (0, 1)
@@ -156,7 +170,7 @@ def _warm_start(model, source, device, log) -> list:
     diff = sorted(k for k in ours if k != "attention_backend" and theirs.get(k) != ours[k])
     if diff:
         detail = ", ".join(f"{k}: {theirs.get(k)!r} there, {ours[k]!r} here" for k in diff)
-        raise ValueError(f"--init-from {src}: the model differs from this run's ({detail})")
+        raise ValueError(f"init_from {src}: the model differs from this run's ({detail}); use the same preset")
     loaded, _ = ckpt.load_model(src, map_location=device)
     model.load_state_dict(loaded.state_dict())
     trained = dict(src_cfg.get("trained", {}))
@@ -194,11 +208,14 @@ def train(cfg: TrainConfig, *, resume: bool = False, pool=None, log=None) -> dic
     if resume and (out / ckpt.TRAINER_META).is_file():
         loaded, _ = ckpt.load_model(out, map_location=device)
         model.load_state_dict(loaded.state_dict())
-        with open(out / ckpt.TRAINER_META) as f:
-            meta = json.load(f)
-        from safetensors.torch import load_file  # noqa: PLC0415
-        ckpt.load_optimizer_tensors(opt, load_file(str(out / ckpt.TRAINER_FILE), device=str(device)), meta)
-        step, total = int(meta["step"]), int(meta["total_steps"])
+        meta = ckpt.read_json(out, ckpt.TRAINER_META)
+        try:
+            ckpt.load_optimizer_tensors(opt, ckpt.read_tensors(out, ckpt.TRAINER_FILE, device), meta)
+            step, total = int(meta["step"]), int(meta["total_steps"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise ckpt.CheckpointError(f"checkpoint {out} looks corrupted: {ckpt.TRAINER_META} and "
+                                       f"{ckpt.TRAINER_FILE} do not hold this run's optimizer state ({e}); "
+                                       "start without --resume or pick another --out") from None
         log(f"resumed from {out} at step {step} of {total}")
     elif resume:
         log(f"--resume: no checkpoint in {out}; starting fresh")
@@ -312,11 +329,3 @@ def train(cfg: TrainConfig, *, resume: bool = False, pool=None, log=None) -> dic
     if distributed:
         torch.distributed.barrier()
     return {"model": model, "optimizer": opt, "step": step, "history": history, "out": out}
-
-
-def config_from_args(args) -> TrainConfig:
-    kw = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
-          if hasattr(args, f.name) and getattr(args, f.name) is not None}
-    if getattr(args, "attention_backend", None):
-        kw["model_overrides"] = {**kw.get("model_overrides", {}), "attention_backend": args.attention_backend}
-    return TrainConfig(**kw)
