@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from fastmdm.sudoku import data as sdata
+from fastmdm.sudoku import engine
 from fastmdm.sudoku.evaluate import evaluate
 from fastmdm.sudoku.model import SHIPPED_CHECKPOINT, load
 
@@ -35,7 +36,7 @@ def test_the_model_card_states_the_steps_the_checkpoint_was_trained_for():
 def test_the_shipped_model_loads_by_default_and_solves_fresh_standard_puzzles_with_margin():
     model, cfg = load()
     assert cfg["model"]["positions"] == "sudoku" and cfg["model"]["mask_token_id"] == sdata.MASK_ID
-    d = sdata.generate(24, "standard", seed=4_000_037)  # fresh puzzles, not a test or training seed
+    d = engine.generate(24, "standard", seed=4_000_037)  # fresh puzzles, not a test or training seed
     (r,) = evaluate(model, d["puzzles"], d["solutions"], strategies="margin", k=1, batch_size=24)
     # the card reports margin accuracy measured on 1000s of puzzles; 24 puzzles must clear a low bar
     assert r["solved"] >= 6, r

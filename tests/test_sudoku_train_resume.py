@@ -78,12 +78,16 @@ def test_a_run_writes_a_loadable_checkpoint_with_its_training_record(tmp_path):
 
 
 def test_bad_training_settings_name_the_option():
-    with pytest.raises(ValueError, match="--steps N or --minutes M"):
+    with pytest.raises(ValueError, match="steps, minutes: give the schedule's length"):
         TrainConfig()
     with pytest.raises(ValueError, match="preset"):
         TrainConfig(steps=1, preset="giant")
     with pytest.raises(ValueError, match="batch_size"):
         TrainConfig(steps=1, batch_size=0)
+    with pytest.raises(ValueError, match="lr: must be a number > 0"):
+        TrainConfig(steps=1, lr=-1.0)
+    with pytest.raises(ValueError, match="split"):
+        TrainConfig(steps=1, split="medium")
 
 
 def test_init_from_starts_from_the_source_weights_with_a_fresh_schedule_and_records_the_lineage(tmp_path):
