@@ -40,6 +40,13 @@ class Parser(argparse.ArgumentParser):
     def error(self, message):
         raise UsageError(f"{message}; see {self.prog} --help", prog=self.prog) from None
 
+    def parse_args(self, args=None, namespace=None):
+        args, extras = self.parse_known_args(args, namespace)
+        if extras:  # name the subcommand the options were given to, not the top-level parser
+            prog = getattr(args, "_prog", self.prog)
+            raise UsageError(f"unrecognized arguments: {' '.join(extras)}; see {prog} --help", prog=prog)
+        return args
+
 
 class HelpFormatter(argparse.HelpFormatter):
     """Appends '(default: X)' once, and only where there is a default to show and the help does not give it."""

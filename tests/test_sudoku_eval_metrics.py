@@ -81,3 +81,54 @@ def test_the_table_has_a_row_per_strategy_and_the_plot_is_a_png(tmp_path):
     json.dumps(res)
     plot(res, tmp_path / "acc.png")
     assert (tmp_path / "acc.png").read_bytes()[:4] == b"\x89PNG"
+
+
+class Counter:
+    """Stands in for a tqdm bar."""
+
+    def __init__(self):
+        self.n = 0
+
+    def update(self, n=1):
+        self.n += n
+
+
+@pytest.mark.parametrize("k, steps", [(1, None), (3, None), (None, 7)])
+def test_the_progress_ticker_moves_once_per_model_call_and_the_estimate_is_exact(k, steps):
+    from fastmdm.sudoku.evaluate import CallTicker, decode_puzzles, model_calls  # noqa: PLC0415
+    from fastmdm.sudoku.model import sudoku_model  # noqa: PLC0415
+    torch.manual_seed(0)
+    model = sudoku_model("tiny").eval()
+    d = synthetic_puzzles(10, seed=5)
+    calls = []
+    real = model.forward_hidden
+    model.forward_hidden = lambda *a, **kw: calls.append(1) or real(*a, **kw)
+    bar = Counter()
+    total = 0
+    for i in range(0, 10, 4):
+        tr = decode_puzzles(CallTicker(model, bar), d["puzzles"][i:i + 4], k=k, steps=steps, return_trace=True)
+        total += tr.nfe
+        ref = decode_puzzles(model, d["puzzles"][i:i + 4], k=k, steps=steps, return_trace=True)
+        assert torch.equal(tr.tokens, ref.tokens)  # the wrapper changes nothing but the bar
+    assert bar.n == total == len(calls) // 2 == model_calls(d["puzzles"], k=k, steps=steps, batch_size=4)
+
+
+def test_the_ticker_offers_the_hidden_path_only_when_the_model_has_it():
+    from fastmdm.sampling import has_hidden_path  # noqa: PLC0415
+    from fastmdm.sudoku.evaluate import CallTicker  # noqa: PLC0415
+    from fastmdm.sudoku.model import sudoku_model  # noqa: PLC0415
+    m = sudoku_model("tiny")
+
+    class LogitsOnly(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = m
+
+        def forward(self, x, attention_mask=None):
+            return self.inner(x)
+    assert has_hidden_path(CallTicker(m, Counter()))
+    assert not has_hidden_path(CallTicker(LogitsOnly(), Counter()))
+    bar = Counter()
+    t = CallTicker(LogitsOnly(), bar)
+    t(torch.zeros(2, 81, dtype=torch.long))
+    assert bar.n == 1 and t.inner is m  # attributes pass through

@@ -72,7 +72,8 @@ def cmd_eval(args) -> int:
                     for k in ks for d in sets.values()) * len(args.strategies)
         sizes = ", ".join(f"{name} {len(d['puzzles']):,}" for name, d in sets.items())
         print(f"fastmdm sudoku eval: {sum(len(d['puzzles']) for d in sets.values()):,} puzzles ({sizes}) x "
-              f"{len(args.strategies)} strategies" + (f" x {len(ks)} values of k" if len(ks) > 1 else "") +
+              f"{len(args.strategies)} strateg{'y' if len(args.strategies) == 1 else 'ies'}" +
+              (f" x {len(ks)} values of k" if len(ks) > 1 else "") +
               f": about {calls:,} model calls of up to {args.batch_size} puzzles"
               + (" (--n sets the puzzles per split)" if args.n is None and not args.file else ""),
               file=sys.stderr, flush=True)

@@ -113,7 +113,7 @@ def register(sudoku_sub, top_sub=None) -> None:
          type=number_at_least(0.0, strict=True))
     _opt(p, "stop_after", "stop this run at that step (resume later)", type=positive_int)
     _opt(p, "out", "checkpoint directory", default_text=f"{_DEFAULTS['out']}; with --recipe, the base directory of "
-         "the stages, default runs/RECIPE")
+         "the stages, runs/RECIPE")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     _opt(p, "init_from", "start from this checkpoint's weights with a fresh optimizer and schedule (warm restart)",
          metavar="DIR")

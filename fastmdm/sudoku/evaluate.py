@@ -122,21 +122,20 @@ def evaluate(model, puzzles, solutions, *, strategies=DEFAULT_STRATEGIES, k=None
         g = torch.Generator(device=next(model.parameters()).device).manual_seed(seed * 1000 + si * 7919 + rank)
         solved = cells_ok = cells = nfe = batches = 0
         t0 = time.perf_counter()
-        bar = tqdm(total=model_calls(puzzles, k=k, steps=steps, batch_size=batch_size), desc=f"eval {strategy}",
-                   unit="call", disable=not progress, leave=False)
-        ticking = CallTicker(model, bar)
-        for i in range(0, puzzles.shape[0], batch_size):
-            p, s = puzzles[i:i + batch_size], solutions[i:i + batch_size]
-            tr = decode_puzzles(ticking, p, strategy=strategy, k=k, steps=steps, score_noise=score_noise,
-                                generator=g, return_trace=True)
-            ans = tr.tokens.cpu()
-            blank = p == MASK_ID
-            solved += int(valid_solutions(p, ans).sum())
-            cells_ok += int(((ans == s) & blank).sum())
-            cells += int(blank.sum())
-            nfe += tr.nfe
-            batches += 1
-        bar.close()
+        with tqdm(total=model_calls(puzzles, k=k, steps=steps, batch_size=batch_size), desc=f"eval {strategy}",
+                  unit="call", disable=not progress, leave=False) as bar:
+            ticking = CallTicker(model, bar)
+            for i in range(0, puzzles.shape[0], batch_size):
+                p, s = puzzles[i:i + batch_size], solutions[i:i + batch_size]
+                tr = decode_puzzles(ticking, p, strategy=strategy, k=k, steps=steps, score_noise=score_noise,
+                                    generator=g, return_trace=True)
+                ans = tr.tokens.cpu()
+                blank = p == MASK_ID
+                solved += int(valid_solutions(p, ans).sum())
+                cells_ok += int(((ans == s) & blank).sum())
+                cells += int(blank.sum())
+                nfe += tr.nfe
+                batches += 1
         counts = torch.tensor([solved, cells_ok, cells, nfe, batches, puzzles.shape[0]], dtype=torch.float64)
         if world_size > 1:
             import torch.distributed as dist  # noqa: PLC0415
