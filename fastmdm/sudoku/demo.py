@@ -13,9 +13,9 @@ DEMO_STRATEGIES = ("random", "confidence", "margin", "entropy")
 DEMO_SEED = 3_000_017
 #: puzzles per strategy when the count is not given, by precision: sized so the demo stays under two minutes
 #: on two CPU cores (bf16 decodes faster where it is chosen, so it gets more puzzles; timings in
-#: benchmarks/results/sudoku_demo_cpu.md)
+#: benchmarks/results/cpu_runtime_notes.md)
 DEFAULT_N = {"bf16": 200, "fp32": 128}
-#: rows per model call: small batches keep a few cores' caches warm (benchmarks/results/sudoku_demo_cpu.md)
+#: rows per model call: small batches keep a few cores' caches warm (benchmarks/results/cpu_runtime_notes.md)
 DEMO_BATCH = 64
 
 
