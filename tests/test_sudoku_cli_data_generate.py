@@ -3,7 +3,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from fastmdm.cli import main
 from fastmdm.sudoku import engine, grids

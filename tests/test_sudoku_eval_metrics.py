@@ -7,7 +7,6 @@ import torch
 from fastmdm.sudoku.data import synthetic_puzzles
 from fastmdm.sudoku.evaluate import evaluate, format_table, plot
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -35,7 +35,7 @@ def test_the_shipped_model_equals_a_learned_position_model_holding_its_row_colum
     r, c, b = units_by_hand()
     table = state["row_emb.weight"][r] + state["col_emb.weight"][c] + state["box_emb.weight"][b]
     plain = Transformer(TransformerConfig(**{**cfg["model"], "positions": "learned"})).eval()
-    rest = {k: v for k, v in state.items() if not k.split(".")[0] in ("row_emb", "col_emb", "box_emb")}
+    rest = {k: v for k, v in state.items() if k.split(".")[0] not in ("row_emb", "col_emb", "box_emb")}
     plain.load_state_dict({**rest, "pos_emb.weight": table})
     x = torch.randint(0, 10, (4, 81), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():

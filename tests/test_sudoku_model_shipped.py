@@ -5,7 +5,6 @@ import os
 import re
 
 import pytest
-import torch
 
 from fastmdm.sudoku import data as sdata
 from fastmdm.sudoku import engine
