@@ -113,7 +113,7 @@ def test_the_progress_ticker_moves_once_per_model_call_and_the_estimate_is_exact
 
 
 def test_the_ticker_offers_the_hidden_path_only_when_the_model_has_it():
-    from fastmdm.sampling import has_hidden_path  # noqa: PLC0415
+    from fastmdm.engine import has_hidden_path  # noqa: PLC0415
     from fastmdm.sudoku.evaluate import CallTicker  # noqa: PLC0415
     from fastmdm.sudoku.model import sudoku_model  # noqa: PLC0415
     m = sudoku_model("tiny")

@@ -15,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 import fastmdm
-from fastmdm.sampling import has_hidden_path
+from fastmdm.engine import has_hidden_path
 from fastmdm.sudoku.data import MASK_ID
 from fastmdm.sudoku.grids import valid_solutions
 
