@@ -209,4 +209,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m fastmdm.cli` runs this file as __main__; the commands raise fastmdm.cli's CommandError, so the
+    # entry point must be that module's, not a second copy of its classes
+    from fastmdm.cli import main as _main
+    sys.exit(_main())

@@ -173,6 +173,17 @@ def test_bad_input_ends_in_one_line_naming_the_argument(paths, capsys, monkeypat
     assert text.format(**paths) in last, last
 
 
+def test_python_dash_m_gives_the_same_one_line_errors():
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    r = subprocess.run([sys.executable, "-m", "fastmdm.cli", "sudoku", "solve", "55" + PUZZLE[2:]],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.strip() == ("fastmdm sudoku solve: error: puzzle argument 1: contradictory givens: digit 5 "
+                                "appears twice in row 1; fix or remove it (`fastmdm sudoku grade FILE` checks a "
+                                "whole file)")
+
+
 def test_cuda_without_a_gpu_is_refused_with_what_to_do(capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
