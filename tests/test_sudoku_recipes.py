@@ -16,7 +16,8 @@ GPU_SCRIPT = (SHIPPED_CHECKPOINT.parent.parent / "gpu_recipe.sh").read_text()
 def card_train_commands(text):
     """The `fastmdm sudoku train ...` commands of a text, continuation lines joined, in order."""
     joined = re.sub(r"\\\n\s*", " ", text)
-    return [shlex.split(line.strip()) for line in joined.splitlines() if line.strip().startswith("fastmdm sudoku train")]
+    return [shlex.split(line.strip()) for line in joined.splitlines()
+            if line.strip().startswith("fastmdm sudoku train")]
 
 
 def test_the_shipped_recipe_gives_the_train_configs_of_the_model_cards_commands():
