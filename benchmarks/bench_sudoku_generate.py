@@ -90,7 +90,8 @@ def measure_solve_and_grade(data: dict, threads: int) -> list[dict]:
         _, wall, cpu, l0, l1 = _timed(fn)
         rows.append({"what": name, "n": n, "threads": threads, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
                      "puzzles_per_s": round(n / wall, 1), "puzzles_per_cpu_s": round(n / cpu, 1),
-                     "us_per_puzzle_cpu": round(cpu / n * 1e6, 2), "load_before": round(l0, 2), "load_after": round(l1, 2)})
+                     "us_per_puzzle_cpu": round(cpu / n * 1e6, 2), "load_before": round(l0, 2),
+                     "load_after": round(l1, 2)})
     return rows
 
 
@@ -144,14 +145,16 @@ def main(argv=None) -> int:
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['what']} | {r['n']} | {r['threads']} | {r['puzzles_per_s']:.0f} | {r['puzzles_per_cpu_s']:.0f} | "
+        lines.append(f"| {r['what']} | {r['n']} | {r['threads']} | {r['puzzles_per_s']:.0f} | "
+                     f"{r['puzzles_per_cpu_s']:.0f} | "
                      f"{r['cpu_s'] / r['wall_s']:.2f} | {r['load_before']} / {r['load_after']} |")
     std = [r for r in rows if r["what"] == "generate standard"][-1]
     lines += [
         "",
         f"Standard split: mean clue count {std['mean_clues']}, {std['more_than_singles']:.1%} need more than singles; "
         f"hardest strategy mix {std['difficulty_mix']}.",
-        f"A million standard puzzles: {info['million_standard_minutes_at_best_wall_rate']} min at the best wall rate measured "
+        f"A million standard puzzles: {info['million_standard_minutes_at_best_wall_rate']} "
+        f"min at the best wall rate measured "
         f"here, {info['million_standard_minutes_if_all_cores_free']} min if all {cores} cores were free (extrapolated "
         "from puzzles per CPU-second; the engine scales across threads with no shared state).",
         "",

@@ -6,7 +6,8 @@ one cell per model call, on minimal standard puzzles from the engine; in float32
 `fastmdm.adapters.bf16_is_fast`, also with the model body under bf16 autocast. The process first calls
 `fastmdm.keep_freed_memory()`, as every `fastmdm` command does.
 
-    python benchmarks/bench_sudoku_model_throughput.py [--threads 1]   # writes benchmarks/results/sudoku_model_cpu.{json,md}
+    python benchmarks/bench_sudoku_model_throughput.py [--threads 1]
+    # writes benchmarks/results/sudoku_model_cpu.{json,md}
     pytest benchmarks/bench_sudoku_model_throughput.py --benchmark-enable
 The machine may be shared: the load average at the time of the run is recorded with the numbers.
 """
@@ -94,7 +95,8 @@ def main():
                          "puzzles_per_s_median": args.decode_n / med})
     info = {"command": " ".join(["python"] + sys.argv), "threads": args.threads, "torch": torch.__version__,
             "python": platform.python_version(), "machine": platform.machine(), "cpu": _cpu_name(),
-            "cores": os.cpu_count(), "load_average_1_5_15": os.getloadavg(), "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
+            "cores": os.cpu_count(), "load_average_1_5_15": os.getloadavg(),
+            "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     (out / "sudoku_model_cpu.json").write_text(json.dumps({"info": info, "rows": rows}, indent=2) + "\n")

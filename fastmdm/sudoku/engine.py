@@ -91,7 +91,8 @@ def generate(
     lo = 17 if min_clues is None else min_clues
     hi = 81 if max_clues is None else max_clues
     if not isinstance(lo, (int, np.integer)) or not 17 <= lo <= 80:
-        raise ValueError(f"min_clues must be an integer in [17, 80] (no unique puzzle has fewer than 17 clues), got {min_clues!r}")
+        raise ValueError(f"min_clues must be an integer in [17, 80] (no unique puzzle has fewer than 17 clues), "
+                         f"got {min_clues!r}")
     if not isinstance(hi, (int, np.integer)) or not _MIN_MAX_CLUES <= hi <= 81 or hi < lo:
         raise ValueError(
             f"max_clues must be an integer in [max({_MIN_MAX_CLUES}, min_clues), 81], got {max_clues!r}"
@@ -209,8 +210,10 @@ def grade_batch(puzzles, solutions=None, threads: int | None = None, *,
         sol, _ = _as_grids(solutions, "solutions")
         if sol.shape != arr.shape:
             raise ValueError(f"solutions must have the shape of puzzles {arr.shape}, got {sol.shape}")
-    if isinstance(max_strategy, bool) or not isinstance(max_strategy, (int, np.integer)) or not 0 <= max_strategy < len(TECHNIQUES):
-        raise ValueError(f"max_strategy must be an index into TECHNIQUES (0-{len(TECHNIQUES) - 1}), got {max_strategy!r}")
+    is_int = isinstance(max_strategy, (int, np.integer)) and not isinstance(max_strategy, bool)
+    if not is_int or not 0 <= max_strategy < len(TECHNIQUES):
+        raise ValueError(f"max_strategy must be an index into TECHNIQUES (0-{len(TECHNIQUES) - 1}), "
+                         f"got {max_strategy!r}")
     n = len(arr)
     order = np.zeros((n, 81), np.int8)
     strategy = np.zeros((n, 81), np.int8)

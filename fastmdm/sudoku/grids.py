@@ -35,11 +35,13 @@ def parse_puzzle(s: str, line: int | None = None) -> np.ndarray:
         raise ValueError(f"{_where(line)}puzzle has {len(t)} characters, expected 81 ('.' or '0' for a blank, 1-9)")
     if not t.isascii():
         bad = next(ch for ch in t if not ch.isascii())
-        raise ValueError(f"{_where(line)}puzzle has the character {bad!r} at position {t.index(bad)}; use '.' or '0' for a blank and 1-9 for digits")
+        raise ValueError(f"{_where(line)}puzzle has the character {bad!r} at position {t.index(bad)}; "
+                         f"use '.' or '0' for a blank and 1-9 for digits")
     cells = _DIGITS[np.frombuffer(t.encode("ascii"), np.uint8)]
     if (cells < 0).any():
         i = int(np.argmax(cells < 0))
-        raise ValueError(f"{_where(line)}puzzle has the character {t[i]!r} at position {i}; use '.' or '0' for a blank and 1-9 for digits")
+        raise ValueError(f"{_where(line)}puzzle has the character {t[i]!r} at position {i}; "
+                         f"use '.' or '0' for a blank and 1-9 for digits")
     return cells.copy()
 
 
@@ -58,8 +60,9 @@ def read_dataset(path_or_lines, check: bool = False) -> dict[str, np.ndarray]:
     strategy (`<puzzle> [<solution> [<strategy>]]`, the format `fastmdm sudoku generate` writes);
     blank lines and lines starting with '#' are skipped. Errors name the line.
     Returns "puzzles" int8 [n, 81], and "solutions" int8 [n, 81] when every line has one (plus all
-    arrays of an npz file); text input also gives "line", each puzzle's 1-based line number (int32 [n]). check=True also solves every puzzle and raises ValueError naming the
-    first line (or index, for npz) whose givens clash or that has no solution or several.
+    arrays of an npz file); text input also gives "line", each puzzle's 1-based line number (int32 [n]).
+    check=True also solves every puzzle and raises ValueError naming the first line (or index, for npz)
+    whose givens clash or that has no solution or several.
     """
     if isinstance(path_or_lines, (str, os.PathLike)) and str(path_or_lines).endswith(".npz"):
         with np.load(path_or_lines, allow_pickle=False) as z:
@@ -138,7 +141,8 @@ def as_grid_array(x, name: str = "puzzles") -> tuple[np.ndarray, bool]:
     elif arr.ndim == 3 and arr.shape[1:] == (9, 9):
         arr = arr.reshape(len(arr), 81)
     if arr.ndim != 2 or arr.shape[1] != 81:
-        raise ValueError(f"{name} must have 81 cells per grid ([81], [9, 9], [n, 81] or [n, 9, 9]), got shape {np.shape(x)}")
+        raise ValueError(f"{name} must have 81 cells per grid ([81], [9, 9], [n, 81] or [n, 9, 9]), "
+                         f"got shape {np.shape(x)}")
     if arr.size and (arr.min() < 0 or arr.max() > 9):
         raise ValueError(f"{name} must hold 0 (blank) or 1-9, got values in [{arr.min()}, {arr.max()}]")
     return np.ascontiguousarray(arr, dtype=np.int8), single
@@ -156,7 +160,8 @@ def check_givens(puzzle, line: int | None = None) -> None:
             digits = cells[cells > 0]
             if len(np.unique(digits)) != len(digits):
                 vals, counts = np.unique(digits, return_counts=True)
-                raise ValueError(f"{_where(line)}contradictory givens: digit {int(vals[counts > 1][0])} appears twice in {kind} {u + 1}")
+                raise ValueError(f"{_where(line)}contradictory givens: digit {int(vals[counts > 1][0])} "
+                                 f"appears twice in {kind} {u + 1}")
 
 
 def format_grid(arr) -> str:
@@ -214,7 +219,8 @@ def valid_solutions(puzzles: torch.Tensor, answers: torch.Tensor) -> torch.Tenso
     return in_range & keeps & complete
 
 
-def random_symmetries(batch: int, generator: torch.Generator | None = None, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+def random_symmetries(batch: int, generator: torch.Generator | None = None,
+                      device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Random validity-preserving symmetries for a batch.
 
     Returns (cells, digits): `cells` LongTensor [B, 81], new grid b is old grid b at `cells[b]`
@@ -248,14 +254,16 @@ def apply_symmetries(grids: torch.Tensor, cells: torch.Tensor, digits: torch.Ten
     return out
 
 
-def augment(puzzles: torch.Tensor, solutions: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def augment(puzzles: torch.Tensor, solutions: torch.Tensor,
+            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Apply one random symmetry per row to puzzles and solutions [B, 81] (0 = blank, 1-9): digit
     relabeling, row swaps within bands, band swaps, column swaps within stacks, stack swaps and
     transpose. Each keeps a puzzle valid, unique and of the same grade."""
     _check_batch(puzzles, "puzzles")
     _check_batch(solutions, "solutions")
     if puzzles.shape != solutions.shape:
-        raise ValueError(f"puzzles {tuple(puzzles.shape)} and solutions {tuple(solutions.shape)} must have the same shape")
+        raise ValueError(f"puzzles {tuple(puzzles.shape)} and solutions {tuple(solutions.shape)} "
+                         f"must have the same shape")
     if puzzles.numel() and (puzzles.min() < 0 or puzzles.max() > 9 or solutions.min() < 0 or solutions.max() > 9):
         raise ValueError("puzzles and solutions must hold 0 (blank) or 1-9")
     cells, digits = random_symmetries(len(puzzles), generator, device=puzzles.device)

@@ -70,8 +70,9 @@ class TrainConfig:
                              "or both")
         for name in ("steps", "batch_size", "n_train", "warmup_steps", "stop_after", "threads"):
             v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "warmup_steps" else 1)):
-                raise ValueError(f"{name}: must be an integer >= {0 if name == 'warmup_steps' else 1}, got {v!r}")
+            least = 0 if name == "warmup_steps" else 1
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < least):
+                raise ValueError(f"{name}: must be an integer >= {least}, got {v!r}")
         for name in ("eval_every", "eval_n", "save_every", "log_every", "seed", "data_seed"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
