@@ -124,13 +124,20 @@ def from_hf(model, check_inputs: torch.Tensor | None = None, atol: float = 1e-4,
     LMs; use `shift_logits(from_hf(model))` for Dream-style decoding) and the masked-LM heads that apply a
     position-wise transform first (BERT's `cls.predictions.transform`, RoBERTa's `lm_head.dense` + gelu +
     `layer_norm`, DistilBERT's `vocab_transform` + activation + `vocab_layer_norm`, ModernBERT's `head`); the
-    transform then runs in `forward_hidden`. Models that post-process their logits (soft-capping, scaling) are
-    refused. With `verify` (the default) one short probe forward checks that head(forward_hidden(x)) equals the
-    model's own logits within `atol`, and a model whose head does something else is refused with what was
-    found, never decoded wrongly. `check_inputs` (token ids [B, L]) runs the same check on your inputs.
+    transform then runs in `forward_hidden`. LLaDA and Dream models (config.model_type "llada" / "Dream") come
+    back as the native `fastmdm.models.LLaDA` / `Dream`, sharing their weights. Models that post-process their
+    logits (soft-capping, scaling) are refused. With `verify` (the default) one short probe forward checks that
+    head(forward_hidden(x)) equals the model's own logits within `atol`, and a model whose head does something
+    else is refused with what was found, never decoded wrongly. `check_inputs` (token ids [B, L]) runs the same
+    check on your inputs.
     """
     if isinstance(model, HFHiddenModel):
         return model
+    from fastmdm.models.llama_style import native_for  # noqa: PLC0415 (models import adapters' neighbours)
+
+    native = native_for(model)
+    if native is not None:  # LLaDA and Dream run natively, sharing the model's weights
+        return native
     get_head = getattr(model, "get_output_embeddings", None)
     if not callable(get_head):
         raise TypeError(f"model: from_hf needs a Hugging Face-style model with get_output_embeddings(); "

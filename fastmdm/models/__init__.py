@@ -1,6 +1,7 @@
-"""fastmdm's own models: a small bidirectional transformer for masked diffusion, and its position schemes."""
+"""Models: fastmdm's own bidirectional transformer (and its position schemes), and native LLaDA and Dream."""
+from fastmdm.models.llama_style import Dream, LLaDA, LlamaStyleConfig, native_for
 from fastmdm.models.positions import PositionScheme, get_positions, register_positions, registered_positions
 from fastmdm.models.transformer import Transformer, TransformerConfig
 
 __all__ = ["Transformer", "TransformerConfig", "PositionScheme", "register_positions", "get_positions",
-           "registered_positions"]
+           "registered_positions", "LLaDA", "Dream", "LlamaStyleConfig", "native_for"]
