@@ -129,12 +129,10 @@ def add_debug(p) -> None:
 
 
 def version() -> str:
-    from importlib.metadata import PackageNotFoundError  # noqa: PLC0415
-    from importlib.metadata import version as dist_version  # noqa: PLC0415
-    try:
-        return dist_version("fastmdm")
-    except PackageNotFoundError:
-        return "unknown (not installed as a package)"
+    import fastmdm  # noqa: PLC0415 (the package's one version source, read when asked)
+
+    v = fastmdm.__version__
+    return "unknown (not installed as a package)" if v == "0+unknown" else v
 
 
 def build_parser() -> Parser:

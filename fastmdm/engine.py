@@ -28,6 +28,10 @@ from fastmdm.cache import KVCache, supports_kv_cache
 
 #: bytes of float32 logits one scoring chunk may hold; bounds decoding memory at large batch and vocabulary
 LOGITS_CHUNK_BYTES = 16 << 20
+#: on the hidden-state path every chunk reads the whole LM head once, so chunks hold at least this many
+#: positions (at LLaDA's vocabulary of 126,464 that is 128 MiB of transient logits, a third of what one
+#: [4, 192, V] logits tensor of LLaDA's own loop holds)
+MIN_HIDDEN_CHUNK_ROWS = 256
 
 
 @dataclass
@@ -237,7 +241,9 @@ def decode(model, x, attention_mask, fillable, groups, *, plan: Plan, scorer: Sc
         if nfe == 0 and mask_id >= V:
             raise ValueError(f"mask_id: {mask_id} is outside the model's vocabulary of {V} tokens; "
                              "pass the id the model was trained with as its mask")
-        per_chunk = rows.shape[0] if (use_hidden and whole) else max(1, (chunk_bytes or LOGITS_CHUNK_BYTES) // (4 * V))
+        per_chunk = max(1, (chunk_bytes or LOGITS_CHUNK_BYTES) // (4 * V))
+        if use_hidden:
+            per_chunk = rows.shape[0] if whole else max(per_chunk, MIN_HIDDEN_CHUNK_ROWS)
         tokens = torch.empty(rows.shape[0], dtype=torch.long, device=x.device)
         scores = torch.empty(rows.shape[0], dtype=torch.float32, device=x.device)
         flat, chunk = (None if use_hidden else out.reshape(-1, V)), None
