@@ -68,7 +68,9 @@ class HFHiddenModel(_Wrapper):
     """What `from_hf` returns: `self(x, attention_mask=None, **kw)` is the model's own call;
     `forward_hidden(x, attention_mask=None, **kw)` runs the base model and the head's position-wise transform
     (BERT's dense + activation + LayerNorm, for example; none for a plain linear head) and returns the states
-    [B, L, d] the head's final linear layer reads; `get_output_embeddings()` is that layer.
+    [B, L, d] the head's final linear layer reads; `get_output_embeddings()` is that layer. Attributes: `base`
+    (the base model), `final_layer`, `transform` (None for a plain linear head); every other attribute is the
+    model's.
 
     The transform runs at every position, not only at the gathered rows: it costs d x d per position against
     the head's V x d, and wrappers that combine hidden states linearly (classifier-free guidance) are exact
@@ -77,7 +79,7 @@ class HFHiddenModel(_Wrapper):
     def __init__(self, model, base, head, transform=None):
         super().__init__(model)
         object.__setattr__(self, "base", base)
-        object.__setattr__(self, "head", head)
+        object.__setattr__(self, "final_layer", head)  # not `head`: ModernBERT's `model.head` is its transform
         object.__setattr__(self, "transform", transform)
 
     def __call__(self, input_ids, attention_mask=None, **kwargs):
@@ -89,7 +91,7 @@ class HFHiddenModel(_Wrapper):
     def _head_input(self, hidden):
         if self.transform is not None:
             hidden = self.transform(hidden)
-        d = self.head.weight.shape[1]
+        d = self.final_layer.weight.shape[1]
         if hidden.dim() != 3 or hidden.shape[-1] != d:
             raise ValueError(f"model: its base model (and the head's transform) gave shape {tuple(hidden.shape)}, "
                              f"not hidden states [B, L, {d}] matching the LM head; this model applies its head "
@@ -98,7 +100,7 @@ class HFHiddenModel(_Wrapper):
         return hidden
 
     def get_output_embeddings(self):
-        return self.head
+        return self.final_layer
 
 
 def _sequential(*steps):
@@ -170,7 +172,7 @@ def _check_head_layer(model, head, path):
 def _probe(adapted, path, found, atol):
     """Prove on one probe input that the model's logits are exactly its final linear layer's output, applied
     once to one row per position, and that forward_hidden computes that layer's input."""
-    model, head = adapted.model, adapted.head
+    model, head = adapted.model, adapted.final_layer
     weight = head.weight
     probe = torch.randint(0, weight.shape[0], (1, 8), generator=torch.Generator().manual_seed(0))
     probe = probe.to(weight.device)

@@ -92,6 +92,7 @@ def test_the_head_s_transform_is_found_and_matters(arch, one_thread):
     assert transform is not None and f"({FAMILY[arch]}'s head)" in found
     b = batch()
     adapted = adapters.from_hf(model)
+    assert adapted.final_layer is model.get_output_embeddings() and adapted.config is model.config
     assert adapters.check(adapted, b["input_ids"], b["attention_mask"]) <= 1e-4
     # without the transform the head reads other states: from_hf must see it and refuse
     with pytest.raises(ValueError, match="differs from what from_hf computes"):
@@ -102,6 +103,8 @@ def test_a_plain_linear_head_has_no_transform(one_thread):
     model = tiny("llama")
     assert adapters.head_transform(model, model.lm_head) == (None, "")
     assert adapters.from_hf(model).transform is None
+    modern = tiny("modernbert")
+    assert adapters.from_hf(modern).head is modern.head  # the model's own attribute, not the final layer
 
 
 def test_decoding_never_calls_the_vocabulary_projection_module(one_thread):
