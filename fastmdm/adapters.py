@@ -1,8 +1,12 @@
 """Adapters that give other codebases' models what fastmdm's decoding loop looks for.
 
 - `from_hf(model)`: a Hugging Face-style model (a base model returning hidden states, plus
-  `get_output_embeddings()`) gains `forward_hidden`, so `fastmdm.sample`/`generate` apply the LM head
-  only at the positions they fill and full [B, L, V] logits never exist.
+  `get_output_embeddings()`) gains `forward_hidden`, so `fastmdm.sample`/`generate` apply the LM head's final
+  linear layer only at the positions they fill and full [B, L, V] logits never exist. It supports a plain
+  linear head and the masked-LM heads that apply a position-wise transform first (BERT, RoBERTa, ALBERT,
+  DistilBERT, ModernBERT, ELECTRA, or any head whose transform is passed), and refuses, naming what it found,
+  a head it cannot prove it reproduces (a final layer that is not a plain Linear, a bias outside it, logits
+  changed after the head): those models decode through their own logits.
 - `shift_logits(model)`: position i is scored with the model's output at position i - 1 (position 0 keeps its
   own), as Dream predicts each token from the position before it. Works on logits and on hidden states.
 - `autocast(model, dtype)`: the model's body runs under `torch.autocast` (bf16 by default); with the
@@ -63,30 +67,40 @@ class _Wrapper:
 class HFHiddenModel(_Wrapper):
     """What `from_hf` returns: `self(x, attention_mask=None, **kw)` is the model's own call;
     `forward_hidden(x, attention_mask=None, **kw)` runs the base model and the head's position-wise transform
-    (BERT's dense + activation + LayerNorm, for example; none for a plain linear head) and returns hidden
-    states [B, L, d]; `get_output_embeddings()` is the head's final linear layer."""
+    (BERT's dense + activation + LayerNorm, for example; none for a plain linear head) and returns the states
+    [B, L, d] the head's final linear layer reads; `get_output_embeddings()` is that layer. Attributes: `base`
+    (the base model), `final_layer`, `transform` (None for a plain linear head); every other attribute is the
+    model's.
+
+    The transform runs at every position, not only at the gathered rows: it costs d x d per position against
+    the head's V x d, and wrappers that combine hidden states linearly (classifier-free guidance) are exact
+    only on the input of the affine final layer."""
 
     def __init__(self, model, base, head, transform=None):
         super().__init__(model)
         object.__setattr__(self, "base", base)
-        object.__setattr__(self, "head", head)
+        object.__setattr__(self, "final_layer", head)  # not `head`: ModernBERT's `model.head` is its transform
         object.__setattr__(self, "transform", transform)
 
     def __call__(self, input_ids, attention_mask=None, **kwargs):
         return _forward(self.model, input_ids, attention_mask, kwargs)
 
     def forward_hidden(self, input_ids, attention_mask=None, **kwargs):
-        out = _forward(self.base, input_ids, attention_mask, kwargs)
-        hidden = _hidden_of(out)
-        d = self.head.weight.shape[1]
+        return self._head_input(_hidden_of(_forward(self.base, input_ids, attention_mask, kwargs)))
+
+    def _head_input(self, hidden):
+        if self.transform is not None:
+            hidden = self.transform(hidden)
+        d = self.final_layer.weight.shape[1]
         if hidden.dim() != 3 or hidden.shape[-1] != d:
-            raise ValueError(f"model: its base model returned shape {tuple(hidden.shape)}, not hidden states "
-                             f"[B, L, {d}] matching the LM head; this model applies its head inside the base model, "
-                             "so from_hf cannot skip it: pass the model itself to fastmdm instead")
-        return hidden if self.transform is None else self.transform(hidden)
+            raise ValueError(f"model: its base model (and the head's transform) gave shape {tuple(hidden.shape)}, "
+                             f"not hidden states [B, L, {d}] matching the LM head; this model applies its head "
+                             "inside the base model, so from_hf cannot skip it: pass the model itself to fastmdm "
+                             "instead")
+        return hidden
 
     def get_output_embeddings(self):
-        return self.head
+        return self.final_layer
 
 
 def _sequential(*steps):
@@ -97,39 +111,138 @@ def _sequential(*steps):
     return run
 
 
+def _at(root, path: str):
+    """root.a.b for path 'a.b' (root itself for ''); None where an attribute is missing."""
+    for part in filter(None, path.split(".")):
+        root = getattr(root, part, None)
+        if root is None:
+            return None
+    return root
+
+
+#: masked-LM heads known by their module structure: (family, path of the final linear layer, the steps of the
+#: position-wise transform before it, as attribute paths or functions); a family matches when the final layer is
+#: the one get_output_embeddings() returns and every step path is a module
+_KNOWN_HEADS = (
+    ("BERT", "cls.predictions.decoder", ("cls.predictions.transform",)),
+    ("RoBERTa", "lm_head.decoder", ("lm_head.dense", torch.nn.functional.gelu, "lm_head.layer_norm")),
+    ("ALBERT", "predictions.decoder", ("predictions.dense", "predictions.activation", "predictions.LayerNorm")),
+    ("DistilBERT", "vocab_projector", ("vocab_transform", "activation", "vocab_layer_norm")),
+    ("ModernBERT", "decoder", ("head",)),
+    ("ELECTRA", "generator_lm_head", ("generator_predictions",)),
+)
+
+
+def _path_of(model, module) -> str:
+    for name, m in model.named_modules() if isinstance(model, torch.nn.Module) else ():
+        if m is module:
+            return name
+    return "get_output_embeddings()"
+
+
 def head_transform(model, head):
     """(transform, description) of the position-wise layers a known masked-LM head applies before its final
-    linear `head`; (None, "") when the head is that linear layer alone or the structure is not one known here."""
-    F = torch.nn.functional
-    cls = getattr(getattr(model, "cls", None), "predictions", None)
-    if cls is not None and getattr(cls, "decoder", None) is head and callable(getattr(cls, "transform", None)):
-        return cls.transform, "cls.predictions.transform"  # BERT and its relatives
-    lm = getattr(model, "lm_head", None)
-    if lm is not None and getattr(lm, "decoder", None) is head and hasattr(lm, "dense") and hasattr(lm, "layer_norm"):
-        return _sequential(lm.dense, F.gelu, lm.layer_norm), "lm_head.dense + gelu + lm_head.layer_norm"  # RoBERTa
-    if getattr(model, "vocab_projector", None) is head and hasattr(model, "vocab_transform"):
-        return (_sequential(model.vocab_transform, model.activation, model.vocab_layer_norm),
-                "vocab_transform + activation + vocab_layer_norm")  # DistilBERT
-    if getattr(model, "decoder", None) is head and callable(getattr(model, "head", None)):
-        return model.head, "head"  # ModernBERT
+    linear layer `head`; (None, "") when no known structure matches (a plain linear head, or an unknown one)."""
+    for family, head_path, steps in _KNOWN_HEADS:
+        if _at(model, head_path) is not head:
+            continue
+        parts = [s if callable(s) and not isinstance(s, str) else _at(model, s) for s in steps]
+        if all(callable(p) for p in parts) and all(isinstance(_at(model, s), torch.nn.Module)
+                                                   for s in steps if isinstance(s, str)):
+            names = " + ".join(s if isinstance(s, str) else s.__name__ for s in steps)
+            return (parts[0] if len(parts) == 1 else _sequential(*parts)), f"{names} ({family}'s head)"
     return None, ""
 
 
-def from_hf(model, check_inputs: torch.Tensor | None = None, atol: float = 1e-4, verify: bool = True) -> HFHiddenModel:
-    """Give a Hugging Face-style model fastmdm's hidden-state path.
+def _check_head_layer(model, head, path):
+    """The head must be a plain Linear whose bias (if any) is the only one: the loop applies exactly
+    linear(h, weight, bias)."""
+    if not isinstance(head, torch.nn.Linear) or type(head).forward is not torch.nn.Linear.forward:
+        raise TypeError(f"model: its final head layer {path} is a {type(head).__name__}, not a torch.nn.Linear; "
+                        "fastmdm applies linear(h, weight, bias) in its place, which may differ from that module's "
+                        "forward: pass the model itself to fastmdm instead")
+    owner_path = path.rpartition(".")[0]
+    stray = getattr(_at(model, owner_path), "bias", None) if owner_path else None
+    if isinstance(stray, torch.Tensor) and stray is not head.bias:
+        raise ValueError(f"model: {owner_path}.bias is a parameter of its own, not {path}.bias, so the head adds "
+                         "a bias outside its final linear layer that from_hf would drop; pass the model itself to "
+                         "fastmdm instead")
 
-    `model` needs a base model (`model.base_model`, as transformers' PreTrainedModel defines it, e.g.
-    `model.model`) that returns hidden states, and `model.get_output_embeddings()` (the final linear layer of
-    the LM head, `.weight` [V, d], optional `.bias`). Supported heads: a plain linear head (Llama-style causal
-    LMs; use `shift_logits(from_hf(model))` for Dream-style decoding) and the masked-LM heads that apply a
-    position-wise transform first (BERT's `cls.predictions.transform`, RoBERTa's `lm_head.dense` + gelu +
-    `layer_norm`, DistilBERT's `vocab_transform` + activation + `vocab_layer_norm`, ModernBERT's `head`); the
-    transform then runs in `forward_hidden`. LLaDA and Dream models (config.model_type "llada" / "Dream") come
-    back as the native `fastmdm.models.LLaDA` / `Dream`, sharing their weights. Models that post-process their
-    logits (soft-capping, scaling) are refused. With `verify` (the default) one short probe forward checks that
-    head(forward_hidden(x)) equals the model's own logits within `atol`, and a model whose head does something
-    else is refused with what was found, never decoded wrongly. `check_inputs` (token ids [B, L]) runs the same
-    check on your inputs.
+
+def _probe(adapted, path, found, atol):
+    """Prove on one probe input that the model's logits are exactly its final linear layer's output, applied
+    once to one row per position, and that forward_hidden computes that layer's input."""
+    model, head = adapted.model, adapted.final_layer
+    weight = head.weight
+    probe = torch.randint(0, weight.shape[0], (1, 8), generator=torch.Generator().manual_seed(0))
+    probe = probe.to(weight.device)
+    name, base_name = type(model).__name__, type(adapted.base).__name__
+    what = f"the transform {found}" if found else "no transform before the head"
+    refuse = (f"model: from_hf found {base_name} as the base model, {type(head).__name__} {path} as the final "
+              f"head layer and {what}, but ")
+    fix = "; pass the model itself to fastmdm (the logits path) instead"
+    if getattr(model, "training", False) and any(isinstance(m, torch.nn.Dropout) and m.p > 0
+                                                 for m in getattr(model, "modules", lambda: ())()):
+        raise ValueError(f"model: {name} is in training mode and has dropout, so its outputs change from call "
+                         "to call; call model.eval() before from_hf")
+    calls = []
+    hook = head.register_forward_hook(lambda mod, args, out: calls.append((args[0] if args else None, out)))
+    try:
+        with torch.no_grad():
+            logits = logits_of(_forward(model, probe, None, {}))
+    finally:
+        hook.remove()
+    if len(calls) != 1:
+        raise ValueError(refuse + f"{name} calls that layer {len(calls)} times for one input" + fix)
+    seen, out = calls[0]
+    if not isinstance(seen, torch.Tensor) or tuple(seen.shape[:-1]) != tuple(probe.shape):
+        shape = tuple(seen.shape) if isinstance(seen, torch.Tensor) else type(seen).__name__
+        raise ValueError(refuse + f"that layer reads {shape} for input ids of shape {tuple(probe.shape)}, not one "
+                         "row per position" + fix)
+    cast = logits.dtype != out.dtype and torch.equal(logits, out.to(logits.dtype))
+    if logits is not out and not cast:
+        raise ValueError(refuse + f"{name}'s logits are not what that layer returns: the model changes them after "
+                         "its head (soft-capping, scaling, a bias added outside the layer, ...)" + fix)
+    with torch.no_grad():
+        hidden = _hidden_of(_forward(adapted.base, probe, None, {}))
+        mine = adapted._head_input(hidden)
+        diff = float((mine.float() - seen.float()).abs().max())
+        if not diff <= atol:
+            raise ValueError(refuse + f"what {name} feeds that layer differs from what from_hf computes by "
+                             f"{diff:.3g} > {atol} (pass the head's position-wise transform as transform=...)" + fix)
+        if adapted.transform is not None:  # rows in another order and a subset of them: a position-wise map agrees
+            idx = torch.tensor([5, 0, 3, 6], device=hidden.device)
+            part = adapted.transform(hidden[:, idx])
+            if part.shape != mine[:, idx].shape or not float((part - mine[:, idx]).abs().max()) <= atol:
+                raise ValueError(refuse + "the transform is not position-wise (a subset of the rows, in another "
+                                 "order, does not give the same rows)" + fix)
+
+
+def from_hf(model, check_inputs: torch.Tensor | None = None, atol: float = 1e-4, verify: bool = True,
+            transform=None) -> HFHiddenModel:
+    """Give a Hugging Face-style model fastmdm's hidden-state path, with exactly the model's tokens.
+
+    `model` needs a base model (`model.base_model`, as transformers' PreTrainedModel defines it, or the
+    attribute named by `base_model_prefix`) returning hidden states, and `model.get_output_embeddings()`, the
+    head's final `torch.nn.Linear` ([V, d] weight, optional bias). Supported: a head that is that layer alone
+    (Llama-style causal LMs; `shift_logits(from_hf(model))` decodes them Dream-style) and the masked-LM heads
+    that apply a position-wise transform first, recognised by their module structure: BERT and its relatives
+    (`cls.predictions.transform`), RoBERTa and its relatives (`lm_head.dense` + gelu + `lm_head.layer_norm`),
+    ALBERT (`predictions.dense` + `activation` + `LayerNorm`), DistilBERT (`vocab_transform` + `activation` +
+    `vocab_layer_norm`), ModernBERT (`head`), ELECTRA's generator (`generator_predictions`). Any other head of
+    the form position-wise transform + final linear works by passing `transform` (a callable [..., d_base] ->
+    [..., d]). `forward_hidden` returns transform(base hidden states); the loop applies the final layer at the
+    positions it fills.
+
+    Refused, with what was found: a final layer that is not a plain `torch.nn.Linear`, a bias kept outside it
+    (e.g. ESM's `lm_head.bias`), logits post-processed in the config (soft-capping, scaling). With `verify`
+    (the default) one probe forward, with a hook on the final layer, must show that the model calls it once on
+    one row per position, returns its output unchanged as the logits, and feeds it what `forward_hidden`
+    computes (within `atol`, at least 1e-3); the model must be in eval mode if it has dropout. `check_inputs`
+    (token ids [B, L]) also compares head(forward_hidden(x)) with the model's logits on your inputs.
+
+    LLaDA and Dream models (config.model_type "llada" / "Dream") come back as the native
+    `fastmdm.models.LLaDA` / `Dream`, sharing their weights.
     """
     if isinstance(model, HFHiddenModel):
         return model
@@ -147,6 +260,9 @@ def from_hf(model, check_inputs: torch.Tensor | None = None, atol: float = 1e-4,
     if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
         raise TypeError("model: get_output_embeddings() must return a module whose .weight is [V, d] "
                         f"(a Linear LM head), got {type(head).__name__}")
+    if transform is not None and not callable(transform):
+        raise TypeError(f"transform: must be a callable mapping hidden states [..., d] to the head's input, got "
+                        f"{type(transform).__name__}")
     base = getattr(model, "base_model", None)
     if base is None or base is model:
         prefix = getattr(model, "base_model_prefix", None)
@@ -161,19 +277,14 @@ def from_hf(model, check_inputs: torch.Tensor | None = None, atol: float = 1e-4,
         if value is not None and value != 1 and not (name == "final_logit_softcapping" and value == 0):
             raise ValueError(f"model: config.{name}={value!r}, so its logits are not lm_head(hidden states) and "
                              "from_hf would change them; pass the model itself to fastmdm instead")
-    transform, found = head_transform(model, head)
+    path = _path_of(model, head)
+    _check_head_layer(model, head, path)
+    found = "passed as transform" if transform is not None else ""
+    if transform is None:
+        transform, found = head_transform(model, head)
     adapted = HFHiddenModel(model, base, head, transform)
     if verify:
-        vocab = weight.shape[0]
-        probe = torch.randint(0, vocab, (1, 8), generator=torch.Generator().manual_seed(0)).to(weight.device)
-        try:
-            check(adapted, probe, atol=max(atol, 1e-3))
-        except ValueError as e:
-            what = f"its head's transform {found}" if found else "no position-wise transform before the head"
-            raise ValueError(f"model: from_hf found {type(base).__name__} as the base model, "
-                             f"{type(head).__name__} [V={vocab}] as the final head layer and {what}, but "
-                             f"head(hidden states) does not give {type(model).__name__}'s logits ({e}); pass the "
-                             "model itself to fastmdm (the logits path) instead") from None
+        _probe(adapted, path, found, max(atol, 1e-3))
     if check_inputs is not None:
         check(adapted, check_inputs, atol=atol)
     return adapted
@@ -256,8 +367,7 @@ def autocast(model, dtype: torch.dtype = torch.bfloat16) -> AutocastModel:
 
 def bf16_is_fast(device) -> bool:
     """Whether bf16 matrix products beat float32 on `device`: a CUDA GPU with bf16, or a CPU with AMX tiles
-    (without AMX, CPUs emulate or widen bf16 products, which then cost more than float32 ones; the measurements
-    are in benchmarks/results/sudoku_model_cpu.md)."""
+    (without AMX, CPUs emulate bf16 products or widen them to float32, so they cost more than float32 ones)."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()

@@ -91,9 +91,13 @@ def test_from_hf_check_catches_logits_that_are_not_the_head_of_the_hidden_states
     model = TinyHF()
     original = model.forward
     model.forward = lambda *a, **k: SimpleNamespace(logits=original(*a, **k).logits * 2)
-    ids, _ = padded_batch()
+    ids, am = padded_batch()
+    with pytest.raises(ValueError, match="logits are not what that layer returns"):  # the probe sees it
+        adapters.from_hf(model)
+    with pytest.raises(ValueError, match="differs from the model's logits"):  # and so does check, on your inputs
+        adapters.from_hf(model, check_inputs=ids, verify=False)
     with pytest.raises(ValueError, match="differs from the model's logits"):
-        adapters.from_hf(model, check_inputs=ids)
+        adapters.check(adapters.from_hf(model, verify=False), ids, am)
 
 
 def test_forward_hidden_explains_a_base_model_that_returns_logits():
