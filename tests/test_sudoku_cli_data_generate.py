@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import numpy as np
+from cli_helpers import failing
 
 from fastmdm.cli import main
 from fastmdm.sudoku import engine, grids
@@ -33,15 +34,6 @@ def test_generate_npz_is_byte_identical_across_thread_counts(tmp_path):
         assert z["puzzles"].dtype == np.int8 and z["puzzles"].shape == (30, 81)
         assert (z["difficulty"] == engine.BEYOND).all()
         assert str(z["split"]) == "hard" and list(z["strategy_names"]) == list(engine.DIFFICULTY_NAMES)
-
-
-def failing(argv, capsys, code):
-    """Run the CLI on bad input: it returns `code` and says why on one line of stderr."""
-    capsys.readouterr()
-    assert main(argv) == code
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    return err
 
 
 def test_generate_to_stdout_and_bad_arguments(capsys):

@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+from cli_helpers import failing
 
 from fastmdm.checkpoint import save_model
 from fastmdm.cli import main
@@ -12,15 +13,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 PUZZLE = "53..7....6..195....98....6.8...6...34..8.3..17...2...6.6....28....419..5....8..79"
-
-
-def failing(argv, capsys, code):
-    """Run the CLI on bad input: it returns `code` and says why on one line of stderr."""
-    capsys.readouterr()
-    assert main(argv) == code
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    return err
 
 
 def eval_set(tmp_path, n, seed):
