@@ -92,7 +92,8 @@ def llada_folder(llama, folder, shards=2):
         "n_heads": c.num_attention_heads, "n_kv_heads": c.num_key_value_heads, "n_layers": c.num_hidden_layers,
         "mlp_hidden_size": c.intermediate_size, "vocab_size": V, "embedding_size": V,
         "rope_theta": c.rope_parameters["rope_theta"] if getattr(c, "rope_parameters", None) else c.rope_theta,
-        "rms_norm_eps": c.rms_norm_eps, "include_bias": False, "weight_tying": False, "mask_token_id": MASK}))
+        "rms_norm_eps": c.rms_norm_eps, "include_bias": False, "weight_tying": False, "mask_token_id": MASK,
+        "block_type": "llama"}))
     return folder
 
 
@@ -219,3 +220,27 @@ def test_a_dual_cache_on_the_native_dream_decodes_everything():
     out = fastmdm.generate(adapters.shift_logits(native), x, attention_mask=am, gen_length=12, block_length=4,
                            steps=12, mask_id=MASK, cache="dual", return_trace=True)
     assert not bool((out.tokens[:, 6:] == MASK).any()) and out.nfe == 12
+
+
+def test_llada_can_ignore_the_attention_mask_as_its_released_code_does(tmp_path):
+    llama = tiny_llama(seed=9)
+    folder = llada_folder(llama, tmp_path / "m")
+    x, am = batch()
+    keyed, ignoring = LLaDA.from_pretrained(folder), LLaDA.from_pretrained(folder, ignore_attention_mask=True)
+    with torch.no_grad():
+        unmasked = FullAttention(llama)(x, None)
+        assert torch.allclose(ignoring(x, am), unmasked, atol=1e-5)  # the mask changes nothing
+        assert not torch.allclose(keyed(x, am)[1], unmasked[1], atol=1e-3)  # row 1 is padded
+        assert torch.allclose(keyed(x, am)[0], unmasked[0], atol=1e-5)  # row 0 is not
+
+
+def test_llada_configs_follow_llada_s_defaults(tmp_path):
+    folder = llada_folder(tiny_llama(), tmp_path / "d", shards=1)
+    cfg = json.loads((folder / "config.json").read_text())
+    del cfg["block_type"]
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="block_type 'sequential' is not supported"):
+        LLaDA.from_pretrained(folder)
+    cfg.update(block_type="llama")
+    del cfg["weight_tying"]  # LLaDA's default ties the head to the embeddings
+    assert LLaDA.config_from_dict(cfg).tie_embeddings

@@ -20,7 +20,7 @@ tensors (`from_hf_model`).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -47,6 +47,8 @@ class LlamaStyleConfig:
     mask_token_id: int = 0
     model_type: str = ""
     attention_backend: str = "auto"
+    #: attend to every position whatever the attention mask says (LLaDA's released code never applies its mask)
+    ignore_attention_mask: bool = False
 
     def __post_init__(self):
         if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
@@ -132,7 +134,7 @@ class LlamaStyleModel(nn.Module):
                                                             dtype=torch.float32) / head_dim)
         angle = pos.to(torch.float32)[:, None, :, None] * inv  # [B, 1, n, D/2]
         cos, sin = angle.cos(), angle.sin()
-        pad = _key_padding(attention_mask)
+        pad = None if self.config.ignore_attention_mask else _key_padding(attention_mask)
         x = self.embed(input_ids[:, s:e])
         for i, layer in enumerate(self.layers):
             x = layer(x, pad, cos, sin, cache, i)
@@ -186,13 +188,15 @@ class LlamaStyleModel(nn.Module):
             self.lm_head.weight = self.embed.weight
 
     @classmethod
-    def from_pretrained(cls, path, dtype: torch.dtype | None = None, device=None):
+    def from_pretrained(cls, path, dtype: torch.dtype | None = None, device=None, **options):
         """Load a Hugging Face checkpoint folder (config.json + model.safetensors, or shards listed in
-        model.safetensors.index.json) in the architecture's own parameter names."""
+        model.safetensors.index.json) in the architecture's own parameter names. `options` set fields of the
+        `LlamaStyleConfig` (e.g. ignore_attention_mask=True, attention_backend="torch")."""
         folder = Path(path)
         if not (folder / "config.json").is_file():
             raise ValueError(f"path: {folder} holds no config.json; pass a checkpoint folder")
         config = cls.config_from_dict(json.loads((folder / "config.json").read_text()))
+        config = replace(config, **options)
         index = folder / "model.safetensors.index.json"
         if index.is_file():
             files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
@@ -212,12 +216,12 @@ class LlamaStyleModel(nn.Module):
         return model.eval()
 
     @classmethod
-    def from_hf_model(cls, hf_model):
+    def from_hf_model(cls, hf_model, **options):
         """Wrap an already-built model object of this architecture (its `state_dict()` names are the
-        checkpoint's), sharing its weight tensors: no copy is made."""
+        checkpoint's), sharing its weight tensors: no copy is made. `options` as in `from_pretrained`."""
         cfg = getattr(hf_model, "config", None)
         d = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(vars(cfg)) if cfg is not None else {}
-        config = cls.config_from_dict(d)
+        config = replace(cls.config_from_dict(d), **options)
         tensors = dict(hf_model.named_parameters(remove_duplicate=False))
         with torch.device("meta"):
             model = cls(config)
@@ -232,7 +236,14 @@ def _require(d: dict, keys, arch):
 
 
 class LLaDA(LlamaStyleModel):
-    """LLaDA (GSAI-ML/LLaDA-8B-*): mask token 126336, LM head `model.transformer.ff_out`."""
+    """LLaDA (GSAI-ML/LLaDA-8B-*): mask token 126336, LM head `model.transformer.ff_out`.
+
+    Config keys missing from a config.json take the defaults of LLaDA's configuration class (weight tying on,
+    block type "sequential", which is refused: the released models use "llama"). LLaDA's released code builds
+    no attention mask from `attention_mask` (every position attends to every position, padding included);
+    here a 2-D mask is key padding, so padded batches differ from the original at the real positions too.
+    `ignore_attention_mask=True` (in `from_pretrained` / `from_hf_model`) reproduces the original; without
+    padding the two agree."""
 
     DEFAULT_MASK_ID = 126336
     NAMES = {
@@ -256,13 +267,17 @@ class LLaDA(LlamaStyleModel):
     @classmethod
     def config_from_dict(cls, d: dict) -> LlamaStyleConfig:
         _require(d, ("d_model", "n_heads", "n_layers", "mlp_hidden_size"), "LLaDA")
+        block = d.get("block_type", "sequential")
+        if block != "llama":
+            raise ValueError(f"config: LLaDA block_type {block!r} is not supported (only 'llama', the released "
+                             "models' block; a config without block_type means 'sequential')")
         return LlamaStyleConfig(
             vocab_size=d.get("embedding_size") or d["vocab_size"], hidden_size=d["d_model"], num_layers=d["n_layers"],
             num_heads=d["n_heads"], num_kv_heads=d.get("n_kv_heads") or d["n_heads"],
             intermediate_size=d["mlp_hidden_size"], rope_theta=float(d.get("rope_theta", 10000.0)),
             rms_norm_eps=float(d.get("rms_norm_eps", 1e-5)),
             qkv_bias=bool(d.get("include_qkv_bias") or d.get("include_bias")),
-            tie_embeddings=bool(d.get("weight_tying", False)),
+            tie_embeddings=bool(d.get("weight_tying", True)),
             mask_token_id=int(d.get("mask_token_id") or cls.DEFAULT_MASK_ID), model_type="llada")
 
 
