@@ -15,14 +15,14 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_kernels_common as C  # noqa: E402
+import bench_kernels_common as C
 
 TITLE = "Non-causal attention (GPU)"
 
 
 def _sdpa(backend_name):
-    import torch  # noqa: PLC0415
-    from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: PLC0415
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     backend = getattr(SDPBackend, backend_name)
 
     def fn(q, k, v, kpm):
@@ -34,7 +34,7 @@ def _sdpa(backend_name):
 
 def _flash_attn():
     try:
-        from flash_attn import flash_attn_func  # noqa: PLC0415
+        from flash_attn import flash_attn_func
     except Exception:  # noqa: BLE001
         return None
 
@@ -47,10 +47,10 @@ def _flash_attn():
 
 
 def run(smoke: bool, quick: bool = False) -> tuple[list[dict], list[str]]:
-    import torch  # noqa: PLC0415
+    import torch
 
-    from fastmdm import ops  # noqa: PLC0415
-    from fastmdm.kernels import attention as ka  # noqa: PLC0415
+    from fastmdm import ops
+    from fastmdm.kernels import attention as ka
 
     dev = C.device()
     rows, notes = [], []

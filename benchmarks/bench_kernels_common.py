@@ -37,7 +37,7 @@ def device() -> str:
 def bench(fn, *, warmup_ms: int = 25, rep_ms: int = 100) -> float:
     """Median milliseconds per call."""
     if on_gpu():
-        import triton.testing  # noqa: PLC0415
+        import triton.testing
         return float(triton.testing.do_bench(fn, warmup=warmup_ms, rep=rep_ms, return_mode="median"))
     fn()
     t0 = time.perf_counter()
@@ -69,7 +69,7 @@ def try_compile(fn):
 
 
 def environment(command: str) -> dict:
-    import triton  # noqa: PLC0415
+    import triton
     env = {
         "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "python": platform.python_version(),
@@ -94,7 +94,7 @@ def environment(command: str) -> dict:
         except (OSError, subprocess.CalledProcessError):
             pass
     try:
-        import flash_attn  # noqa: PLC0415
+        import flash_attn
         env["flash_attn"] = flash_attn.__version__
     except Exception:  # noqa: BLE001
         env["flash_attn"] = None
@@ -150,7 +150,7 @@ def write_results(name: str, title: str, env: dict, rows: list[dict], notes: lis
 def main(argv, *, name: str, title: str, doc: str, run, flags: dict[str, str] | None = None) -> int:
     """The command line every kernel benchmark shares: `--smoke` (tiny shapes through the interpreter, printed
     only), its own boolean `flags` (passed to `run` as keywords), `--out`; on a GPU the results are written."""
-    import argparse  # noqa: PLC0415
+    import argparse
 
     flags = flags or {}
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])

@@ -17,16 +17,16 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_kernels_common as C  # noqa: E402
+import bench_kernels_common as C
 
 TITLE = "Fused token selection (GPU)"
 
 
 def run(smoke: bool) -> tuple[list[dict], list[str]]:
-    import torch  # noqa: PLC0415
+    import torch
 
-    from fastmdm import ops  # noqa: PLC0415
-    from fastmdm.kernels import select as ks  # noqa: PLC0415
+    from fastmdm import ops
+    from fastmdm.kernels import select as ks
 
     dev = C.device()
     rows, notes = [], []

@@ -34,14 +34,14 @@ os.environ.pop("TRITON_INTERPRET", None)  # must happen before triton and the ke
 # a fresh cache, so that every kernel is really compiled here (and the time reported is a cold compile)
 os.environ.setdefault("TRITON_CACHE_DIR", tempfile.mkdtemp(prefix="fastmdm-sm90-"))
 
-import torch  # noqa: E402
-import triton  # noqa: E402
-from triton.backends.compiler import GPUTarget  # noqa: E402
-from triton.runtime import driver as _driver  # noqa: E402
-from triton.runtime.autotuner import Autotuner  # noqa: E402
-from triton.runtime.jit import JITFunction  # noqa: E402
+import torch
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.runtime import driver as _driver
+from triton.runtime.autotuner import Autotuner
+from triton.runtime.jit import JITFunction
 
-from fastmdm.kernels.common import SM90_SHARED_PER_BLOCK  # noqa: E402
+from fastmdm.kernels.common import SM90_SHARED_PER_BLOCK
 
 ROOT = Path(__file__).resolve().parent.parent
 SM90_REGS_PER_THREAD = 255
@@ -197,7 +197,7 @@ def run(quick: bool, log=print) -> dict:
         t1 = time.perf_counter()
         try:
             thunk()
-        except Exception as e:  # a compile error is a result, not a crash: report it and keep going
+        except Exception as e:  # noqa: BLE001 - a compile error is a result, not a crash: report it, keep going
             failures.append({"case": name, "error": f"{type(e).__name__}: {str(e)[-2000:]}"})
             log(f"FAIL {name}: {type(e).__name__}: {str(e)[-400:]}")
             continue

@@ -118,13 +118,13 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     start = time.time()
     if args.smoke:  # check this script's plumbing without a GPU: tiny shapes, interpreter, results to --smoke dir
-        import torch  # noqa: PLC0415
+        import torch
         if not torch.cuda.is_available():
             os.environ["TRITON_INTERPRET"] = "1"
         args.skip_tests = True
     else:
         os.environ.pop("TRITON_INTERPRET", None)
-    import bench_kernels_common as C  # noqa: PLC0415
+    import bench_kernels_common as C
     if not C.on_gpu() and not args.smoke:
         print("gpu_kernels.py needs a CUDA GPU (--smoke DIR checks the script on CPU)", file=sys.stderr)
         return 2
@@ -143,9 +143,9 @@ def main(argv=None) -> int:
         _log("kernel tests on the GPU")
         tests = run_tests(out, args.tests_timeout)
         _log(f"tests: rc={tests['returncode']} in {tests['seconds']} s")
-    import bench_kernels_attention as BA  # noqa: PLC0415
-    import bench_kernels_loss as BL  # noqa: PLC0415
-    import bench_kernels_select as BS  # noqa: PLC0415
+    import bench_kernels_attention as BA
+    import bench_kernels_loss as BL
+    import bench_kernels_select as BS
     results = {}
     for key, title, mod, kwargs in (
             ("select", BS.TITLE, BS, {}),

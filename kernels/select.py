@@ -20,7 +20,6 @@ from fastmdm.kernels.stats_logits import token_stats
 __all__ = ["token_stats", "linear_token_stats", "select_positions", "INTERPRET", "SCORE_IDS"]
 
 
-
 # ----------------------------------------------------------------------------------------------
 # position selection
 # ----------------------------------------------------------------------------------------------

@@ -21,10 +21,12 @@ import triton.language as tl
 
 INTERPRET = bool(triton.knobs.runtime.interpret)
 SCORE_IDS = {"none": 0, "confidence": 1, "margin": 2, "entropy": 3}
-#: fields of a partial record: floats m, s, t, m1, m2, gm, gz, nnan; ints i1, gi (the layout store_partial and
-#: merge_kernel share, and the wrappers allocate)
-NPF = tl.constexpr(8)
-NPI = tl.constexpr(2)
+# The partial record: each field's offset is named once here; store_partial writes, merge_kernel reads and the
+# wrappers allocate NPF floats and NPI ints per record, both counted from the offsets, so the three cannot drift.
+F_M, F_S, F_T, F_M1, F_M2, F_GM, F_GZ, F_NNAN = (tl.constexpr(i) for i in range(8))
+I_I1, I_GI = (tl.constexpr(i) for i in range(2))
+NPF = tl.constexpr(F_NNAN.value + 1)
+NPI = tl.constexpr(I_GI.value + 1)
 
 
 @triton.jit
@@ -84,18 +86,17 @@ def fold_tile(b_z, o_v, i_rows, seed, m, s, t, m1, i1, m2, gm, gi, gz, nnan, SAM
 @triton.jit
 def store_partial(pf_ptr, pi_ptr, o_n, m_n, i_s, SPLIT, m, s, t, m1, i1, m2, gm, gi, gz, nnan):
     p_f = pf_ptr + (o_n * SPLIT + i_s) * NPF
-    tl.store(p_f + 0, m, mask=m_n)
-    tl.store(p_f + 1, s, mask=m_n)
-    tl.store(p_f + 2, t, mask=m_n)
-    tl.store(p_f + 3, m1, mask=m_n)
-    tl.store(p_f + 4, m2, mask=m_n)
-    tl.store(p_f + 5, gm, mask=m_n)
-    tl.store(p_f + 6, gz, mask=m_n)
-    tl.store(p_f + 7, nnan, mask=m_n)
+    tl.store(p_f + F_M, m, mask=m_n)
+    tl.store(p_f + F_S, s, mask=m_n)
+    tl.store(p_f + F_T, t, mask=m_n)
+    tl.store(p_f + F_M1, m1, mask=m_n)
+    tl.store(p_f + F_M2, m2, mask=m_n)
+    tl.store(p_f + F_GM, gm, mask=m_n)
+    tl.store(p_f + F_GZ, gz, mask=m_n)
+    tl.store(p_f + F_NNAN, nnan, mask=m_n)
     p_i = pi_ptr + (o_n * SPLIT + i_s) * NPI
-    tl.store(p_i + 0, i1, mask=m_n)
-    tl.store(p_i + 1, gi, mask=m_n)
-
+    tl.store(p_i + I_I1, i1, mask=m_n)
+    tl.store(p_i + I_GI, gi, mask=m_n)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -112,16 +113,16 @@ def merge_kernel(pf_ptr, pi_ptr, tok_ptr, score_ptr, N, SPLIT, SCORE: tl.constex
     o_rec = o_n[:, None].to(tl.int64) * SPLIT + o_s[None, :]  # [BN, BS] partial record ids
     p_f = pf_ptr + o_rec * NPF
     p_i = pi_ptr + o_rec * NPI
-    m = tl.load(p_f + 0, mask=m_ns, other=NEG_INF)
-    s = tl.load(p_f + 1, mask=m_ns, other=0.0)
-    t = tl.load(p_f + 2, mask=m_ns, other=0.0)
-    m1 = tl.load(p_f + 3, mask=m_ns, other=NEG_INF)
-    m2 = tl.load(p_f + 4, mask=m_ns, other=NEG_INF)
-    gm = tl.load(p_f + 5, mask=m_ns, other=NEG_INF)
-    gz = tl.load(p_f + 6, mask=m_ns, other=0.0)
-    nnan = tl.sum(tl.load(p_f + 7, mask=m_ns, other=0.0), 1)
-    i1 = tl.load(p_i + 0, mask=m_ns, other=BIG)
-    gi = tl.load(p_i + 1, mask=m_ns, other=BIG)
+    m = tl.load(p_f + F_M, mask=m_ns, other=NEG_INF)
+    s = tl.load(p_f + F_S, mask=m_ns, other=0.0)
+    t = tl.load(p_f + F_T, mask=m_ns, other=0.0)
+    m1 = tl.load(p_f + F_M1, mask=m_ns, other=NEG_INF)
+    m2 = tl.load(p_f + F_M2, mask=m_ns, other=NEG_INF)
+    gm = tl.load(p_f + F_GM, mask=m_ns, other=NEG_INF)
+    gz = tl.load(p_f + F_GZ, mask=m_ns, other=0.0)
+    nnan = tl.sum(tl.load(p_f + F_NNAN, mask=m_ns, other=0.0), 1)
+    i1 = tl.load(p_i + I_I1, mask=m_ns, other=BIG)
+    gi = tl.load(p_i + I_GI, mask=m_ns, other=BIG)
     # log-sum-exp pieces: S = sum exp(z - M), T = sum exp(z - M) (z - M)
     M = tl.max(m, 1)  # [BN]
     M_ref = tl.where(M == NEG_INF, 0.0, M)

@@ -57,8 +57,6 @@ def _logits_partial_kernel(x_ptr, stride_n, stride_v, rows_ptr, pf_ptr, pi_ptr, 
     store_partial(pf_ptr, pi_ptr, o_n, m_n, i_s, SPLIT, m, s, t, m1, i1, m2, gm, gi, gz, nnan)
 
 
-
-
 def token_stats(logits: torch.Tensor, *, score: str = "confidence", temperature: float = 0.0,
                 mask_id: int | None = None, generator: torch.Generator | None = None,
                 rows: torch.Tensor | None = None, _split: int | None = None, _block_v: int | None = None):
@@ -109,4 +107,3 @@ def token_stats(logits: torch.Tensor, *, score: str = "confidence", temperature:
         HAS_ROWS=rows is not None, HAS_MASK_ID=mask_id is not None, SAMPLE=sample, BLOCK_N=block_n, BLOCK_V=block_v,
         num_warps=8 if block_n * block_v >= 2048 else 4)
     return merge(pf, pi, N, split, score, sample, dev)
-

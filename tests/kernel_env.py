@@ -1,4 +1,5 @@
-"""Shared setup of the kernel tests: Triton's interpreter on machines without a GPU, and the device to test on."""
+"""The device the kernel tests run on: the GPU, or Triton's interpreter, which tests/conftest.py turns on
+(TRITON_INTERPRET=1) on machines without a GPU before any kernel module is imported."""
 
 import pytest
 import torch

@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from toy import MASK, TinyHF, padded_batch
+from toy import MASK, RandomLogits, TinyHF, padded_batch
 
 from fastmdm import adapters
 from fastmdm.compat import dream
@@ -306,11 +306,6 @@ def test_a_bfloat16_model_decodes_with_float32_scores():
 # ----------------------------------------------------------------------------------------------
 # bad input
 # ----------------------------------------------------------------------------------------------
-class RandomLogits(torch.nn.Module):
-    def forward(self, x, attention_mask=None, position_ids=None):
-        return torch.randn(*x.shape, 40, generator=torch.Generator().manual_seed(0))
-
-
 @pytest.mark.parametrize("kwargs,error,match", [
     (dict(alg="margin"), ValueError, "alg: unknown 'margin'"),
     (dict(steps=0), ValueError, "steps: must be >= 1"),

@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from toy import MASK, TinyHF, padded_batch
+from toy import MASK, RandomLogits, TinyHF, padded_batch
 
 from fastmdm import adapters
 from fastmdm.compat import llada
@@ -270,13 +270,6 @@ def test_bad_arguments_are_named_with_the_fix(kwargs, error, match):
     kw.update(kwargs)
     with pytest.raises(error, match=match):
         gen(RandomLogits(), torch.tensor([[3, 4, 7]]), **kw)
-
-
-class RandomLogits(torch.nn.Module):
-    """Logits over 40 tokens that do not look at the input (so any token id may go in)."""
-
-    def forward(self, x, attention_mask=None):
-        return torch.randn(*x.shape, 40, generator=torch.Generator().manual_seed(0))
 
 
 def test_a_one_dimensional_prompt_is_refused_with_the_fix():

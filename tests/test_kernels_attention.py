@@ -3,12 +3,12 @@ through Triton's interpreter on CPU (compiled kernels on a CUDA machine)."""
 
 import pytest
 import torch
-from kernel_env import device_for  # noqa: E402  (sets TRITON_INTERPRET=1 without a GPU)
+from kernel_env import device_for
 
-from fastmdm import ops  # noqa: E402
+from fastmdm import ops
 
 triton = pytest.importorskip("triton")
-from fastmdm.kernels import attention as ka  # noqa: E402
+from fastmdm.kernels import attention as ka  # noqa: E402  (only once triton is known to import)
 
 DEV = device_for(ka)
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")

@@ -3,13 +3,13 @@ fastmdm.ops.linear_weighted_ce_reference and its autograd, through Triton's inte
 
 import pytest
 import torch
-from kernel_env import device_for  # noqa: E402  (sets TRITON_INTERPRET=1 without a GPU)
+from kernel_env import device_for
 
-import fastmdm  # noqa: E402
-from fastmdm import ops  # noqa: E402
+import fastmdm
+from fastmdm import ops
 
 triton = pytest.importorskip("triton")
-from fastmdm.kernels import loss as kl  # noqa: E402
+from fastmdm.kernels import loss as kl  # noqa: E402  (only once triton is known to import)
 
 DEV = device_for(kl)
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")

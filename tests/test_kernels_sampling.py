@@ -3,14 +3,13 @@ for every strategy and schedule, with and without the model's hidden-state path 
 
 import pytest
 import torch
-from kernel_env import device_for  # noqa: E402  (sets TRITON_INTERPRET=1 without a GPU)
+from kernel_env import device_for
+from toy import LogitsOnly, ToyMDM
 
-import fastmdm  # noqa: E402
+import fastmdm
 
 triton = pytest.importorskip("triton")
-from toy import LogitsOnly, ToyMDM  # noqa: E402
-
-from fastmdm.kernels import select as ks  # noqa: E402
+from fastmdm.kernels import select as ks  # noqa: E402  (only once triton is known to import)
 
 DEV = device_for(ks)
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")

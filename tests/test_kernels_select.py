@@ -4,12 +4,12 @@ import math
 
 import pytest
 import torch
-from kernel_env import device_for  # noqa: E402  (sets TRITON_INTERPRET=1 without a GPU)
+from kernel_env import device_for
 
-from fastmdm import ops  # noqa: E402
+from fastmdm import ops
 
 triton = pytest.importorskip("triton")
-from fastmdm.kernels import select as ks  # noqa: E402
+from fastmdm.kernels import select as ks  # noqa: E402  (only once triton is known to import)
 
 DEV = device_for(ks)
 

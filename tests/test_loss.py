@@ -56,6 +56,22 @@ def test_the_hidden_state_loss_equals_the_logits_loss_and_its_gradients():
     assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(ga, gb))
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_the_hidden_state_loss_with_a_bias_and_fillable_positions_is_the_elbo(seed):
+    g = torch.Generator().manual_seed(100 + seed)
+    B, L, d, V = 3, 5, 8, 17
+    hidden = torch.randn(B, L, d, generator=g)
+    weight = torch.randn(V, d, generator=g)
+    bias = torch.randn(V, generator=g)
+    targets = torch.randint(0, V, (B, L), generator=g)
+    fillable = torch.rand(B, L, generator=g) < 0.6
+    masked, p_mask = fastmdm.sample_mask(targets, fillable=fillable, generator=g)
+    got = fastmdm.mdm_loss_from_hidden(hidden, weight, targets, masked, p_mask, bias=bias, fillable=fillable,
+                                       backend="torch")
+    want = elbo_reference(hidden @ weight.T + bias, targets, masked, p_mask, fillable)
+    assert math.isclose(float(got), want, rel_tol=1e-5, abs_tol=1e-6)
+
+
 def test_sample_mask_masks_each_fillable_position_at_its_row_s_rate():
     g = torch.Generator().manual_seed(1)
     tokens = torch.zeros(4000, 50, dtype=torch.long)

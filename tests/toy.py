@@ -69,6 +69,18 @@ class FixedLogits(torch.nn.Module):
         return self.row.expand(x.shape[0], x.shape[1], -1).clone()
 
 
+class RandomLogits(torch.nn.Module):
+    """Seeded logits over `vocab` tokens that ignore the input, so any token id may go in (for argument checks);
+    takes the keywords LLaDA's and Dream's loops pass."""
+
+    def __init__(self, vocab: int = 40, seed: int = 0):
+        super().__init__()
+        self.vocab, self.seed = vocab, seed
+
+    def forward(self, x, attention_mask=None, position_ids=None):
+        return torch.randn(*x.shape, self.vocab, generator=torch.Generator().manual_seed(self.seed))
+
+
 class ToyAttention(ToyMDM):
     """One non-causal attention layer that implements the block-cache protocol of `fastmdm.cache`: each
     position's output is tanh(h + attention(h)), h = token + position embedding, keys = values = h."""
@@ -94,7 +106,6 @@ class ToyAttention(ToyMDM):
         if cache is not None and cache.refreshing:
             out = out[:, cache.start:cache.end]
         return out
-
 
 
 class TinyBase(torch.nn.Module):
