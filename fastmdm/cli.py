@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"{prog}: error: {e.code.removeprefix(prog + ': ')}", file=sys.stderr)
         return 1
-    except Exception as e:  # noqa: BLE001  (no traceback for a user's mistake; --debug shows it)
+    except Exception as e:  # no traceback for a user's mistake; --debug shows it
         if debug:
             raise
         print(f"{prog}: error: {describe(e)}", file=sys.stderr)

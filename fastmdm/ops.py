@@ -33,7 +33,7 @@ def interpreting() -> bool:
 def triton_available() -> bool:
     try:
         import triton  # noqa: F401, PLC0415
-    except Exception:
+    except Exception:  # noqa: BLE001 - importing triton can fail in more ways than ImportError
         return False
     return True
 

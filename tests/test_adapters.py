@@ -165,7 +165,7 @@ def test_sample_through_shifted_from_hf_gives_the_shifted_plain_tokens():
 # autocast, bf16_is_fast
 # ----------------------------------------------------------------------------------------------
 def _tiny_transformer():
-    from fastmdm.models import Transformer, TransformerConfig  # noqa: PLC0415
+    from fastmdm.models import Transformer, TransformerConfig
     torch.manual_seed(0)
     return Transformer(TransformerConfig(vocab_size=12, mask_token_id=11, max_len=20, d_model=32, n_layers=2,
                                          n_heads=2, d_ff=64)).eval()

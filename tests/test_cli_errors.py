@@ -174,8 +174,8 @@ def test_bad_input_ends_in_one_line_naming_the_argument(paths, capsys, monkeypat
 
 
 def test_python_dash_m_gives_the_same_one_line_errors():
-    import subprocess  # noqa: PLC0415
-    import sys  # noqa: PLC0415
+    import subprocess
+    import sys
     r = subprocess.run([sys.executable, "-m", "fastmdm.cli", "sudoku", "solve", "55" + PUZZLE[2:]],
                        capture_output=True, text=True)
     assert r.returncode == 1 and r.stdout == ""
@@ -233,7 +233,7 @@ def test_every_option_has_help_and_each_default_is_shown_once():
 
 def test_eval_of_bare_puzzles_gets_their_solutions_from_the_engine(paths, tmp_path, capsys):
     d = synthetic_puzzles(3, seed=2)
-    from fastmdm.sudoku import engine  # noqa: PLC0415
+    from fastmdm.sudoku import engine
     unique = engine.generate(3, seed=5)["puzzles"]
     f = tmp_path / "bare.txt"
     f.write_text("".join("".join(map(str, p)) + "\n" for p in unique))

@@ -254,7 +254,7 @@ def test_a_shifted_model_under_a_cache_reads_one_position_back(start, end):
 
 @pytest.mark.parametrize("positions", ["learned", "rotary", "sudoku"])
 def test_the_transformer_implements_the_block_cache(positions):
-    import fastmdm.sudoku  # noqa: F401, PLC0415  (registers the "sudoku" position scheme)
+    import fastmdm.sudoku  # noqa: F401  (registers the "sudoku" position scheme)
     from fastmdm.models.transformer import Transformer, TransformerConfig
 
     L = 81 if positions == "sudoku" else 20

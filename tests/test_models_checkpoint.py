@@ -95,7 +95,7 @@ def _damage(directory, how):
     elif how == "nan":
         state = load_file(str(f))
         state["tok_emb.weight"][3, 5] = float("nan")
-        from safetensors.torch import save_file  # noqa: PLC0415
+        from safetensors.torch import save_file
         save_file(state, str(f))
     return f.name
 

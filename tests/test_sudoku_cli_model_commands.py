@@ -55,7 +55,7 @@ def test_solve_json_reports_validity_of_each_answer(ckpt, capsys):
 
 
 def test_solve_with_the_shipped_model_prints_a_valid_answer_and_exits_0(capsys):
-    from fastmdm.sudoku import engine  # noqa: PLC0415
+    from fastmdm.sudoku import engine
     assert main(["sudoku", "solve", PUZZLE, "--json"]) == 0
     rec = json.loads(capsys.readouterr().out)
     assert rec["valid"] and rec["answer"] == "".join(map(str, engine.solve(PUZZLE).solution))
@@ -134,8 +134,8 @@ def test_eval_and_solve_take_a_precision_and_record_it(ckpt, tmp_path, capsys):
 
 
 def test_demo_sizes_its_default_run_by_precision(ckpt, capsys, monkeypatch):
-    from fastmdm import adapters  # noqa: PLC0415
-    from fastmdm.sudoku import demo  # noqa: PLC0415
+    from fastmdm import adapters
+    from fastmdm.sudoku import demo
     monkeypatch.setattr(demo, "DEFAULT_N", {"bf16": 6, "fp32": 5})
     monkeypatch.setattr(adapters, "cpu_flags", lambda: {"avx2"})
     assert main(["demo", "--checkpoint", ckpt, "--no-animation"]) == 0

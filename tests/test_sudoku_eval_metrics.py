@@ -94,8 +94,8 @@ class Counter:
 
 @pytest.mark.parametrize("k, steps", [(1, None), (3, None), (None, 7)])
 def test_the_progress_ticker_moves_once_per_model_call_and_the_estimate_is_exact(k, steps):
-    from fastmdm.sudoku.evaluate import CallTicker, decode_puzzles, model_calls  # noqa: PLC0415
-    from fastmdm.sudoku.model import sudoku_model  # noqa: PLC0415
+    from fastmdm.sudoku.evaluate import CallTicker, decode_puzzles, model_calls
+    from fastmdm.sudoku.model import sudoku_model
     torch.manual_seed(0)
     model = sudoku_model("tiny").eval()
     d = synthetic_puzzles(10, seed=5)
@@ -113,9 +113,9 @@ def test_the_progress_ticker_moves_once_per_model_call_and_the_estimate_is_exact
 
 
 def test_the_ticker_offers_the_hidden_path_only_when_the_model_has_it():
-    from fastmdm.engine import has_hidden_path  # noqa: PLC0415
-    from fastmdm.sudoku.evaluate import CallTicker  # noqa: PLC0415
-    from fastmdm.sudoku.model import sudoku_model  # noqa: PLC0415
+    from fastmdm.engine import has_hidden_path
+    from fastmdm.sudoku.evaluate import CallTicker
+    from fastmdm.sudoku.model import sudoku_model
     m = sudoku_model("tiny")
 
     class LogitsOnly(torch.nn.Module):

@@ -73,7 +73,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_grade(args: argparse.Namespace) -> int:
     lines = sys.stdin if args.file == "-" else None
     try:
-        handle = lines or open(args.file, encoding="utf-8")  # noqa: SIM115
+        handle = lines or open(args.file, encoding="utf-8")
     except OSError as e:
         raise CommandError(f"{args.file}: cannot read it ({e.strerror or e}); check the path") from None
     out = []
