@@ -10,9 +10,11 @@ import fastmdm
 
 
 @pytest.fixture
-def reimport():
-    """Re-runs fastmdm/__init__.py under the test's patches, then once more without them."""
+def reimport(monkeypatch):
+    """Re-runs fastmdm/__init__.py under the test's patches, then once more after undoing them."""
     yield lambda: importlib.reload(fastmdm).__version__
+    monkeypatch.undo()  # before the reload: this fixture is torn down before monkeypatch itself
+    importlib.invalidate_caches()
     importlib.reload(fastmdm)
 
 
