@@ -1,9 +1,9 @@
 """fastmdm.generate against a LLaDA-style generate loop on CPU at LLaDA's vocabulary.
 
-Setting (issue 2): V = 126,464, a model that exposes its hidden states (d = 64), batch 4, prompt 16 +
+Setting: LLaDA's vocabulary, V = 126,464, a model that exposes its hidden states (d = 64), batch 4, prompt 16 +
 112 generated tokens, 28 steps, one block, confidence order, temperature 0.
 
-The baseline re-derives LLaDA's published loop (anchors.md): each step calls the full model for
+The baseline re-derives LLaDA's published `generate` loop: each step calls the full model for
 [B, L, V] logits, takes the argmax, builds the full softmax, gathers the chosen tokens' probabilities and
 picks each row's top-n in a Python loop over rows. fastmdm calls `forward_hidden` and applies the LM head
 only at the current masked positions, in chunks.

@@ -96,7 +96,7 @@ def summary(out: Path, env: dict, tests: dict | None, sel: list, loss: list, att
         if not r.get("fwd TFLOP/s") or r["D"] not in (64, 128):
             continue
         best = max(others, key=lambda o: o["fwd TFLOP/s"]) if others else None
-        fa2 = {64: 282, 128: 309}.get(r["D"])  # lower end of FA2's H100 anchors (anchors.md)
+        fa2 = {64: 282, 128: 309}.get(r["D"])  # lower end of FlashAttention-2's published H100 forward TFLOP/s
         ok = best is None or r["fwd TFLOP/s"] > best["fwd TFLOP/s"]
         ok = ok and (fa2 is None or r["fwd TFLOP/s"] >= fa2)
         vs = f", best SDPA ({best['impl']}) {best['fwd TFLOP/s']:.0f}" if best else ""
