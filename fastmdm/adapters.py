@@ -309,6 +309,17 @@ def check(adapted, input_ids: torch.Tensor, attention_mask: torch.Tensor | None 
     return diff
 
 
+def shifted_hidden(forward_hidden, input_ids, cache=None, **kwargs):
+    """forward_hidden's states shifted right by one (Dream's convention). Under a block cache whose window
+    starts after position 0, the window is widened by one so its first position can read the one before."""
+    if cache is None or cache.start == 0:  # position 0 keeps its own output
+        if cache is not None:
+            kwargs["cache"] = cache
+        return shift_right(forward_hidden(input_ids, **kwargs))
+    with cache.widen_left(1):
+        return forward_hidden(input_ids, cache=cache, **kwargs)[:, :-1]
+
+
 class ShiftedModel(_Wrapper):
     """What `shift_logits` returns: logits (and hidden states, when the model has them) shifted right by one."""
 
@@ -322,12 +333,7 @@ class ShiftedModel(_Wrapper):
         return shift_right(logits_of(out))
 
     def _shifted_hidden(self, input_ids, attention_mask=None, cache=None, **kwargs):
-        if cache is None or cache.start == 0:  # position 0 keeps its own output
-            if cache is not None:
-                kwargs["cache"] = cache
-            return shift_right(self.model.forward_hidden(input_ids, attention_mask=attention_mask, **kwargs))
-        with cache.widen_left(1):  # a block cache's window starts one early: position i reads i - 1
-            return self.model.forward_hidden(input_ids, attention_mask=attention_mask, cache=cache, **kwargs)[:, :-1]
+        return shifted_hidden(self.model.forward_hidden, input_ids, cache, attention_mask=attention_mask, **kwargs)
 
 
 def shift_logits(model) -> ShiftedModel:

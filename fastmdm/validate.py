@@ -42,6 +42,21 @@ def check_number(name: str, value, *, low: float = 0.0, high: float = math.inf, 
         raise ValueError(f"{name}: must be {text}, got {value}")
 
 
+def check_llada_blocks(steps, gen_length, block_length) -> None:
+    """LLaDA's layout: positive ints, gen_length a multiple of block_length, steps a multiple of the blocks."""
+    for name, v in (("steps", steps), ("gen_length", gen_length), ("block_length", block_length)):
+        check_int(name, v)
+    if gen_length % block_length:
+        raise ValueError(f"block_length: gen_length={gen_length} is not a multiple of block_length={block_length}; "
+                         f"pick a block_length that divides gen_length (e.g. {math.gcd(gen_length, block_length)}) "
+                         "or change gen_length")
+    num_blocks = gen_length // block_length
+    if steps % num_blocks:
+        raise ValueError(f"steps: {steps} is not a multiple of the {num_blocks} blocks (gen_length // block_length); "
+                         f"pass steps={max(num_blocks, steps - steps % num_blocks)} or another multiple of "
+                         f"{num_blocks}")
+
+
 def check_bool(name: str, value) -> None:
     if not isinstance(value, bool):
         raise TypeError(f"{name}: must be True or False, got {value!r}")

@@ -105,16 +105,9 @@ class _DreamCall:
         return adapters.shift_right(logits_of(out))
 
     def _hidden(self, x, attention_mask=None, cache=None):
-        if cache is None:
-            return adapters.shift_right(self.model.forward_hidden(x, attention_mask=self.attn,
-                                                                  position_ids=self.position_ids))
         attn, position_ids = self._rows(cache)
-        if cache.start == 0:  # the window holds position 0, which keeps its own output
-            return adapters.shift_right(self.model.forward_hidden(x, attention_mask=attn, position_ids=position_ids,
-                                                                  cache=cache))
-        with cache.widen_left(1):
-            h = self.model.forward_hidden(x, attention_mask=attn, position_ids=position_ids, cache=cache)
-        return h[:, :-1]
+        return adapters.shifted_hidden(self.model.forward_hidden, x, cache, attention_mask=attn,
+                                       position_ids=position_ids)
 
 
 # ----------------------------------------------------------------------------------------------

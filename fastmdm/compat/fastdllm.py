@@ -30,8 +30,6 @@ zero probability, batch by batch of one, except on exact confidence ties):
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
 from fastmdm import validate
@@ -46,15 +44,7 @@ def generate(model, prompt, steps=128, gen_length=128, block_length=128, tempera
              generator=None, backend="auto", cache=None):
     """Fast-dLLM's `generate` (no cache unless `cache` is given); returns (x, nfe). See the module docstring."""
     prompt = validate.check_token_ids("prompt", prompt)
-    for name, v in (("steps", steps), ("gen_length", gen_length), ("block_length", block_length)):
-        validate.check_int(name, v)
-    if gen_length % block_length:
-        raise ValueError(f"block_length: gen_length={gen_length} is not a multiple of block_length={block_length}; "
-                         f"pick a block_length that divides gen_length (e.g. {math.gcd(gen_length, block_length)})")
-    num_blocks = gen_length // block_length
-    if steps % num_blocks:
-        raise ValueError(f"steps: {steps} is not a multiple of the {num_blocks} blocks (gen_length // block_length); "
-                         f"pass steps={max(num_blocks, steps - steps % num_blocks)} or another multiple")
+    validate.check_llada_blocks(steps, gen_length, block_length)
     if remasking not in REMASKING:
         raise ValueError(f"remasking: unknown {remasking!r}; use one of {REMASKING}")
     if threshold is not None and factor is not None:

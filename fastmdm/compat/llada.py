@@ -93,17 +93,7 @@ def generate(model, prompt, attention_mask=None, steps=128, gen_length=128, bloc
     see the module docstring for the semantics and the few differences from LLaDA's code.
     """
     prompt = validate.check_token_ids("prompt", prompt)
-    for name, v in (("steps", steps), ("gen_length", gen_length), ("block_length", block_length)):
-        validate.check_int(name, v)
-    if gen_length % block_length:
-        raise ValueError(f"block_length: gen_length={gen_length} is not a multiple of block_length={block_length}; "
-                         f"pick a block_length that divides gen_length (e.g. {math.gcd(gen_length, block_length)}) "
-                         "or change gen_length")
-    num_blocks = gen_length // block_length
-    if steps % num_blocks:
-        raise ValueError(f"steps: {steps} is not a multiple of the {num_blocks} blocks (gen_length // block_length); "
-                         f"pass steps={max(num_blocks, steps - steps % num_blocks)} or another multiple of "
-                         f"{num_blocks}")
+    validate.check_llada_blocks(steps, gen_length, block_length)
     validate.check_number("cfg_scale", cfg_scale)
     if remasking not in REMASKING:
         raise ValueError(f"remasking: unknown {remasking!r}; use one of {REMASKING}")
