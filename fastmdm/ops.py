@@ -300,23 +300,30 @@ def select_positions(scores: torch.Tensor, eligible: torch.Tensor, *, counts: to
 
 
 # ----------------------------------------------------------------------------------------------
-# non-causal attention
+# attention (non-causal; causal in torch only)
 # ----------------------------------------------------------------------------------------------
-def attention_reference(q, k, v, key_padding_mask=None, scale=None):
-    """SDPA semantics, non-causal: q [B, Hq, L, D], k/v [B, Hkv, S, D], key_padding_mask [B, S] (True = attend).
+def attention_reference(q, k, v, key_padding_mask=None, scale=None, causal=False):
+    """SDPA semantics: q [B, Hq, L, D], k/v [B, Hkv, S, D], key_padding_mask [B, S] (True = attend).
 
     Grouped-query heads: Hq must be a multiple of Hkv. A query whose keys are all padded returns zeros.
+    `causal`: query i attends to keys j <= i + (S - L) (the queries are the last L of the S positions, so a
+    window of new queries over cached keys sees every earlier key).
     """
     B, Hq, L, D = q.shape
-    Hkv = k.shape[1]
+    S, Hkv = k.shape[2], k.shape[1]
     if Hq != Hkv:
         k = k.repeat_interleave(Hq // Hkv, dim=1)
         v = v.repeat_interleave(Hq // Hkv, dim=1)
+    if causal and key_padding_mask is None and L == S:  # SDPA's own causal path (faster than a mask)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
     mask = None
     if key_padding_mask is not None:
         mask = key_padding_mask[:, None, None, :].to(torch.bool)
+    if causal:
+        allowed = torch.ones(L, S, dtype=torch.bool, device=q.device).tril(S - L)
+        mask = allowed if mask is None else mask & allowed
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
-    if key_padding_mask is not None:
+    if mask is not None:
         # rows with no key to attend would be NaN in SDPA's math backend: define them as 0
         out = torch.nan_to_num(out, nan=0.0)
     return out
@@ -336,9 +343,20 @@ def _check_attention(q, k, v, key_padding_mask):
                          f"got {tuple(key_padding_mask.shape)}")
 
 
-def attention(q, k, v, key_padding_mask=None, scale=None, backend: str = "auto"):
-    """Non-causal attention with SDPA's layout and result; differentiable."""
+def attention(q, k, v, key_padding_mask=None, scale=None, backend: str = "auto", causal: bool = False):
+    """Attention with SDPA's layout and result; differentiable. Non-causal (bidirectional) unless `causal`
+    (see `attention_reference`); the Triton kernel is non-causal, so causal attention runs in torch."""
     _check_attention(q, k, v, key_padding_mask)
+    if not isinstance(causal, bool):
+        raise TypeError(f"attention: causal must be True or False, got {causal!r}")
+    if causal and q.shape[2] > k.shape[2]:
+        raise ValueError(f"attention: causal attention needs at least as many keys ({k.shape[2]}) as queries "
+                         f"({q.shape[2]})")
+    if causal:
+        if backend == "triton":
+            raise ValueError("attention: the Triton kernel is non-causal (bidirectional) only; use backend='torch' "
+                             "or 'auto' for causal attention")
+        return attention_reference(q, k, v, key_padding_mask=key_padding_mask, scale=scale, causal=True)
     if backend == "auto" and q.shape[-1] > ATTENTION_MAX_HEAD_DIM:
         backend = "torch"  # the kernel takes head dims up to 128
     if resolve_backend(backend, q, k, v) == "triton":

@@ -36,6 +36,7 @@ class TransformerConfig:
     rope_theta: float = 10000.0
     init_std: float = 0.02
     attention_backend: str = "auto"   # fastmdm.ops.attention backend: auto (Triton on CUDA), torch, triton
+    causal: bool = False              # True: each position attends to itself and earlier ones (an ARM body)
 
     def __post_init__(self):
         for name in ("vocab_size", "max_len", "d_model", "n_layers", "n_heads", "d_ff"):
@@ -53,6 +54,11 @@ class TransformerConfig:
         if self.attention_backend not in ("auto", "torch", "triton"):
             raise ValueError(f"TransformerConfig.attention_backend: {self.attention_backend!r} is not one of "
                              "'auto', 'torch', 'triton'")
+        if not isinstance(self.causal, bool):
+            raise ValueError(f"TransformerConfig.causal: must be true or false, got {self.causal!r}")
+        if self.causal and self.attention_backend == "triton":
+            raise ValueError("TransformerConfig.attention_backend: the Triton attention kernel is bidirectional "
+                             "only; a causal model needs 'auto' or 'torch'")
         get_positions(self.positions).check_config(self)
 
     def to_dict(self) -> dict:
@@ -94,6 +100,7 @@ class Attention(nn.Module):
         super().__init__()
         self.n_heads = cfg.n_heads
         self.backend = cfg.attention_backend
+        self.causal = cfg.causal
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
 
@@ -104,7 +111,8 @@ class Attention(nn.Module):
             q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         if cache is not None:  # keys and values of every position: this call's window, the rest cached
             k, v = cache.update(layer, k, v)
-        y = ops.attention(q, k, v, key_padding_mask=key_padding_mask, backend=self.backend)  # [B, H, L, D]
+        y = ops.attention(q, k, v, key_padding_mask=key_padding_mask, backend=self.backend,
+                          causal=self.causal)  # [B, H, L, D]
         return self.proj(y.transpose(1, 2).reshape(B, L, d))
 
 
@@ -133,7 +141,8 @@ class Block(nn.Module):
 
 
 class Transformer(nn.Module):
-    """Bidirectional pre-norm transformer; `model(x)` -> logits [B, L, V]."""
+    """Pre-norm transformer, bidirectional (or causal with `TransformerConfig.causal`); `model(x)` -> logits
+    [B, L, V]."""
 
     def __init__(self, config: TransformerConfig):
         super().__init__()
@@ -191,6 +200,10 @@ class Transformer(nn.Module):
         cached keys and values of the other positions."""
         self._check_input(input_ids, attention_mask)
         L = input_ids.shape[1]
+        if cache is not None and self.config.causal and not cache.refreshing and cache.end != L:
+            # causal attention over cached keys takes the window's queries as the last positions
+            raise ValueError(f"cache: a causal model computes only a window that ends the sequence (window "
+                             f"{cache.start}:{cache.end} of {L} positions); block caches serve bidirectional models")
         s, e = (0, L) if cache is None or cache.refreshing else (cache.start, cache.end)
         x = self.tok_emb(input_ids[:, s:e].long())
         pos = self.position_scheme.embed(self, s, e, input_ids.device)  # the vectors of positions s..e-1

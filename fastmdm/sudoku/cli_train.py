@@ -10,6 +10,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 from fastmdm.cli import CommandError, UsageError, add_command, count, number_at_least, positive_int
+from fastmdm.sudoku.arm import ARCHS
 from fastmdm.sudoku.cli_common import strategy_list, threads_arg
 from fastmdm.sudoku.engine import SPLITS
 from fastmdm.sudoku.model import PRESETS
@@ -18,7 +19,7 @@ from fastmdm.sudoku.train import TrainConfig
 
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
 #: command-line flag -> TrainConfig field, for the options that map one to one
-_FIELDS = ("preset", "steps", "minutes", "stop_after", "out", "init_from", "batch_size", "lr", "warmup_steps",
+_FIELDS = ("preset", "arch", "steps", "minutes", "stop_after", "out", "init_from", "batch_size", "lr", "warmup_steps",
            "weight_decay", "grad_clip", "seed", "split", "n_train", "data_seed", "eval_every", "eval_n",
            "eval_strategies", "save_every", "threads", "compile", "cache_dir")
 
@@ -108,6 +109,9 @@ def register(sudoku_sub, top_sub=None) -> None:
                         "stage cut short and skipping finished ones; options given here override every stage")
     p.add_argument("--dry-run", action="store_true", help="with --recipe: list the stages and exit")
     _opt(p, "preset", "model size", choices=sorted(PRESETS))
+    _opt(p, "arch", "the masked diffusion model, or an autoregressive baseline of the same body trained by "
+         "teacher forcing with the blanks in reading order (arm-rowmajor) or the solver's order (arm-solver)",
+         choices=ARCHS)
     _opt(p, "steps", "schedule length in optimizer steps", type=positive_int)
     _opt(p, "minutes", "wall-clock budget; without --steps the schedule is sized to fit it",
          type=number_at_least(0.0, strict=True))

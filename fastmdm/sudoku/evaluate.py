@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 import fastmdm
 from fastmdm.engine import has_hidden_path
+from fastmdm.sudoku.arm import answer_arm, arm_order_of, is_arm
 from fastmdm.sudoku.data import MASK_ID
 from fastmdm.sudoku.grids import valid_solutions
 
@@ -79,6 +80,9 @@ def answer_puzzles(model, puzzles, *, strategy="margin", k=None, steps=None, sco
                    batch_size=256, progress=False) -> tuple[np.ndarray, np.ndarray]:
     """(answers int8 [N, 81], valid bool [N]) for puzzles [N, 81], decoded in batches of `batch_size`."""
     puzzles = _as_long(puzzles)
+    if is_arm(model):
+        answers, valid, _ = answer_arm(model, puzzles, batch_size=batch_size, progress=progress)
+        return answers, valid
     g = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     answers, valid = [], []
     with tqdm(total=model_calls(puzzles, k=k, steps=steps, batch_size=batch_size), desc=f"solve {strategy}",
@@ -100,6 +104,9 @@ def evaluate(model, puzzles, solutions, *, strategies=DEFAULT_STRATEGIES, k=None
              batch_size=256, seed=0, progress=False, rank=0, world_size=1) -> list[dict]:
     """One result row per strategy: {"strategy", "n", "solved", "puzzle_acc", "cell_acc", "nfe", "seconds"}.
 
+    An autoregressive baseline (`fastmdm.sudoku.arm`) decodes in its own order and gives one row, named
+    "arm-<order>", whatever `strategies` says.
+
     `puzzle_acc`: fraction of puzzles whose answer is a complete valid grid keeping the clues (for the
     engine's unique-solution puzzles that is the reference solution); `cell_acc`: fraction of blank cells
     equal to the reference solution; `nfe`: model calls per batch, averaged. Under torch.distributed each
@@ -109,6 +116,9 @@ def evaluate(model, puzzles, solutions, *, strategies=DEFAULT_STRATEGIES, k=None
     if puzzles.dim() != 2 or puzzles.shape[1] != 81 or puzzles.shape != solutions.shape:
         raise ValueError(f"puzzles and solutions: must both be [N, 81], got {tuple(puzzles.shape)} and "
                          f"{tuple(solutions.shape)}")
+    if is_arm(model):
+        return [evaluate_arm(model, puzzles, solutions, batch_size=batch_size, progress=progress, rank=rank,
+                             world_size=world_size)]
     if isinstance(strategies, str):
         strategies = [s.strip() for s in strategies.split(",") if s.strip()]
     for s in strategies:
@@ -219,3 +229,22 @@ def plot_sweep(sweep: list[tuple[int, dict[str, list[dict]]]], path, xlabel: str
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def evaluate_arm(model, puzzles, solutions, *, batch_size=256, progress=False, rank=0, world_size=1) -> dict:
+    """`evaluate`'s row for an autoregressive baseline (`fastmdm.sudoku.arm`)."""
+    puzzles, solutions = puzzles[rank::world_size], solutions[rank::world_size]
+    t0 = time.perf_counter()
+    ans, valid, nfe = answer_arm(model, puzzles, batch_size=batch_size, progress=progress, desc="eval")
+    ans = torch.as_tensor(ans).long()
+    blank = puzzles == MASK_ID
+    counts = torch.tensor([float(valid.sum()), float(((ans == solutions) & blank).sum()), float(blank.sum()),
+                           nfe * math.ceil(len(puzzles) / batch_size), math.ceil(len(puzzles) / batch_size),
+                           puzzles.shape[0]], dtype=torch.float64)
+    if world_size > 1:
+        import torch.distributed as dist  # noqa: PLC0415
+        dist.all_reduce(counts)
+    solved, cells_ok, cells, nfe, batches, n = counts.tolist()
+    return {"strategy": f"arm-{arm_order_of(model)}", "n": int(n), "solved": int(solved),
+            "puzzle_acc": solved / max(n, 1), "cell_acc": cells_ok / max(cells, 1),
+            "nfe": nfe / max(batches, 1), "seconds": time.perf_counter() - t0}

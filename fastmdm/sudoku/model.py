@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastmdm.models import Transformer, TransformerConfig
+from fastmdm.sudoku import arm
 from fastmdm.sudoku import positions as _positions  # noqa: F401  (registers the "sudoku" scheme)
 from fastmdm.sudoku.data import MASK_ID
 
@@ -32,8 +33,18 @@ def preset(name: str, **overrides) -> TransformerConfig:
     return TransformerConfig(**{**SUDOKU_DATA, **PRESETS[name], **overrides})
 
 
-def sudoku_model(preset_name: str = "cpu", **overrides) -> Transformer:
-    return Transformer(preset(preset_name, **overrides))
+def sudoku_model(preset_name: str = "cpu", arch: str = "mdm", **overrides) -> Transformer:
+    """A fresh model of a preset's size: the MDM (`arch="mdm"`) or an autoregressive baseline of the same body
+    (`"arm-rowmajor"`, `"arm-solver"`; `fastmdm.sudoku.arm`), which knows its order as `model.arm_order`."""
+    if arch not in arm.ARCHS:
+        raise ValueError(f"arch: unknown {arch!r}; use one of {', '.join(arm.ARCHS)}")
+    if arch == "mdm":
+        return Transformer(preset(preset_name, **overrides))
+    if preset_name not in PRESETS:
+        raise ValueError(f"preset: unknown {preset_name!r}; use one of {sorted(PRESETS)}")
+    model = Transformer(arm.arm_config(**{**PRESETS[preset_name], **overrides}))
+    model.arm_order = arch.removeprefix("arm-")
+    return model
 
 
 def resolve_precision(precision: str, device) -> str:
@@ -56,6 +67,13 @@ def load(checkpoint=None, device="cpu", precision="fp32"):
         raise FileNotFoundError(f"the shipped Sudoku checkpoint is missing from {path}; pass --checkpoint DIR "
                                 "(a directory written by `fastmdm sudoku train --out DIR`)")
     model, cfg = load_model(path, map_location=device)
+    if arm.is_arm(model):  # an autoregressive baseline: its order is in the training record
+        arch = (cfg.get("train") or {}).get("arch")
+        if arch not in arm.ARCHS[1:]:
+            from fastmdm.checkpoint import CheckpointError  # noqa: PLC0415
+            raise CheckpointError(f"checkpoint {path}: a Sudoku ARM whose config.json does not name its order "
+                                  f"(train.arch is {arch!r}, expected one of {', '.join(arm.ARCHS[1:])})")
+        model.arm_order = arch.removeprefix("arm-")
     if resolve_precision(precision, device) == "bf16":
         from fastmdm.adapters import autocast  # noqa: PLC0415
         model = autocast(model)

@@ -6,6 +6,9 @@ the puzzle with probability t (clues always stay visible), and minimise the mask
 (`fastmdm.mdm_loss_from_hidden`, normalised by the number of blank cells). AdamW, linear warmup + cosine
 decay, gradient clipping, bf16 autocast on CUDA.
 
+`arch="arm-rowmajor"` or `"arm-solver"` trains an autoregressive baseline of the same body instead
+(`fastmdm.sudoku.arm`): causal attention, teacher forcing on the blanks written in that order.
+
 Exact resume: every random draw of step s comes from a generator seeded by (seed, rank, s), and a
 checkpoint stores the weights, the optimizer state and the step, so training N steps in one go or in
 pieces with `--resume` gives the same parameters.
@@ -17,7 +20,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -25,8 +28,10 @@ from tqdm import tqdm
 
 import fastmdm
 from fastmdm import checkpoint as ckpt
+from fastmdm.models import TransformerConfig
 from fastmdm.sudoku import data as sdata
-from fastmdm.sudoku.grids import augment
+from fastmdm.sudoku.arm import ARCHS, ARMObjective, fill_orders, sequences
+from fastmdm.sudoku.grids import apply_symmetries, augment, random_symmetries
 from fastmdm.sudoku.model import PRESETS, sudoku_model
 
 
@@ -34,6 +39,7 @@ from fastmdm.sudoku.model import PRESETS, sudoku_model
 class TrainConfig:
     """One training run. The `fastmdm sudoku train` options take their defaults from here."""
     preset: str = "cpu"
+    arch: str = "mdm"                   # "mdm", or an autoregressive baseline: "arm-rowmajor", "arm-solver"
     model_overrides: dict = field(default_factory=dict)
     steps: int | None = None            # length of the schedule (required unless `minutes` is given)
     minutes: float | None = None        # wall-clock budget; without `steps` the schedule is sized to fit it
@@ -85,6 +91,8 @@ class TrainConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"{name}: must be a number >= 0, got {v!r}")
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch: must be one of {', '.join(ARCHS)}, got {self.arch!r}")
         if self.data not in ("engine", "synthetic"):
             raise ValueError(f"data: must be 'engine' or 'synthetic', got {self.data!r}")
         if self.split not in sdata.TEST_SEEDS:
@@ -123,6 +131,18 @@ def make_batch(pool_p: torch.Tensor, pool_s: torch.Tensor, batch_size: int, g: t
     masked, p_mask = fastmdm.sample_mask(s, fillable=fillable, t=t, generator=g)
     inputs = s.masked_fill(masked, sdata.MASK_ID)
     return inputs, s, masked, p_mask, fillable
+
+
+def make_arm_batch(pool_p: torch.Tensor, pool_s: torch.Tensor, pool_r: torch.Tensor, batch_size: int,
+                   g: torch.Generator):
+    """(token sequences,) for one ARM step: puzzles, solutions and fill ranks under one random symmetry each
+    (the ranks move with their cells, so a solver order stays a solver order of the moved puzzle)."""
+    idx = torch.randint(pool_p.shape[0], (batch_size,), generator=g)
+    cells, digits = random_symmetries(batch_size, g)
+    p = apply_symmetries(pool_p[idx], cells, digits)
+    s = apply_symmetries(pool_s[idx], cells, digits)
+    r = apply_symmetries(pool_r[idx], cells)
+    return (sequences(p, s, r),)
 
 
 def _dist_info():
@@ -166,7 +186,9 @@ def _warm_start(model, source, device, log) -> list:
     src = Path(source)
     src_cfg = ckpt.read_config(src)
     ours = model.config.to_dict()
-    theirs = src_cfg.get("model", {})
+    # fields an older checkpoint lacks take their defaults (what loading it gives)
+    defaults = {f.name: f.default for f in fields(TransformerConfig) if f.default is not MISSING}
+    theirs = {**defaults, **src_cfg.get("model", {})}
     diff = sorted(k for k in ours if k != "attention_backend" and theirs.get(k) != ours[k])
     if diff:
         detail = ", ".join(f"{k}: {theirs.get(k)!r} there, {ours[k]!r} here" for k in diff)
@@ -201,7 +223,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, pool=None, log=None) -> dic
     out = Path(cfg.out)
 
     torch.manual_seed(cfg.seed)
-    model = sudoku_model(cfg.preset, **cfg.model_overrides).to(device)
+    model = sudoku_model(cfg.preset, arch=cfg.arch, **cfg.model_overrides).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
                             weight_decay=cfg.weight_decay, fused=device.type == "cuda")
     step, total = 0, cfg.steps
@@ -226,7 +248,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, pool=None, log=None) -> dic
     train_data, held = pool if pool is not None else load_data(cfg, log)
     pool_p = torch.as_tensor(train_data["puzzles"]).long()
     pool_s = torch.as_tensor(train_data["solutions"]).long()
-    objective = MDMObjective(model)
+    arm = cfg.arch != "mdm"
+    if arm:
+        t0 = time.perf_counter()
+        pool_r = torch.as_tensor(fill_orders(train_data["puzzles"], train_data["solutions"],
+                                             cfg.arch.removeprefix("arm-"))).long()
+        log(f"data: {cfg.arch} fill orders of {pool_r.shape[0]} puzzles in {time.perf_counter() - t0:.1f}s")
+    objective = ARMObjective(model) if arm else MDMObjective(model)
     if cfg.compile:
         objective = torch.compile(objective)
     if distributed:
@@ -237,8 +265,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, pool=None, log=None) -> dic
     def trained_record() -> dict:  # what a checkpoint says about the training behind it
         return {"steps": step, "samples": step * cfg.batch_size * world, "world_size": world,
                 "parameters": n_params, "device": str(device), "init_from": lineage}
-    log(f"model: preset {cfg.preset}, {n_params:,} parameters; {world} process(es) x batch {cfg.batch_size} "
-        f"on {device}")
+    log(f"model: {cfg.arch}, preset {cfg.preset}, {n_params:,} parameters; {world} process(es) x batch "
+        f"{cfg.batch_size} on {device}")
 
     t_start = time.perf_counter()
     deadline = None if cfg.minutes is None else t_start + 60 * cfg.minutes
@@ -264,7 +292,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, pool=None, log=None) -> dic
             log(f"time budget of {cfg.minutes} min reached at step {step}")
             break
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + rank * 7_919 + step)
-        batch = [t.to(device, non_blocking=True) for t in make_batch(pool_p, pool_s, cfg.batch_size, g)]
+        batch = make_arm_batch(pool_p, pool_s, pool_r, cfg.batch_size, g) if arm else \
+            make_batch(pool_p, pool_s, cfg.batch_size, g)
+        batch = [t.to(device, non_blocking=True) for t in batch]
         lr = lr_at(cfg, step, total or 10**9)
         for group in opt.param_groups:
             group["lr"] = lr

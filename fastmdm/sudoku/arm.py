@@ -1,0 +1,256 @@
+"""Autoregressive (ARM) Sudoku baselines: the same `fastmdm.models.Transformer` body, causal, trained by
+teacher forcing on the blanks written down in a fixed order.
+
+A sequence is the puzzle, a separator, then one (cell, digit) pair per blank:
+
+    [81 puzzle tokens (0 = blank, 1-9)] [SEP] [cell c1] [digit d1] [cell c2] [digit d2] ...
+
+Cell c is token ``CELL0 + c``. The order of the pairs is the ARM's curriculum:
+- ``rowmajor`` ("without ordering"): the blanks in reading order;
+- ``solver`` ("with solver ordering", as in Shah et al. 2024): the order in which the native grader's human
+  strategies fill the blanks (`fastmdm.sudoku.engine.grade_batch`, guessing from the solution where the seven
+  strategies are stuck), so the model learns where to write next as well as what.
+
+Positions: the 81 puzzle tokens get the row + column + box embeddings of their cells (as the MDM's do); the
+separator and the pairs get a learned embedding per slot. Teacher forcing predicts every token after the
+separator (cells and digits) from the ones before it.
+
+Decoding (`decode_arm`) writes one pair per blank, greedily: the cell is the row-major next blank (``rowmajor``)
+or the model's most likely cell among the blanks not yet written (``solver``: the choice is restricted to
+blanks, so a pair never rewrites a clue or a written cell), then the model's most likely digit 1-9. One model
+call per written token that the model chooses: a ``rowmajor`` answer costs one call per blank, a ``solver``
+answer two; each call computes only the new tokens (`AppendCache`, exact for a causal model). Clues are never
+changed and every blank is written once.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fastmdm.models import Transformer, TransformerConfig
+from fastmdm.models.positions import PositionScheme, register_positions
+from fastmdm.sudoku.positions import CELLS, cell_units
+
+ORDERS = ("rowmajor", "solver")
+ARCHS = ("mdm", *(f"arm-{o}" for o in ORDERS))
+CELL0 = 10                 # token of cell c is CELL0 + c
+SEP = CELL0 + CELLS        # 91: ends the puzzle; also pads finished rows
+VOCAB = SEP + 1
+MAX_BLANKS = CELLS - 17    # a unique Sudoku has at least 17 clues
+MAX_LEN = CELLS + 1 + 2 * MAX_BLANKS
+
+
+class SudokuARMPositions(PositionScheme):
+    """Row + column + box embeddings for the 81 puzzle tokens, then a learned vector per later slot."""
+
+    name = "sudoku-arm"
+
+    def check_config(self, config):
+        if config.max_len <= CELLS:
+            raise ValueError(f"TransformerConfig.max_len: positions='sudoku-arm' needs max_len > 81, got "
+                             f"{config.max_len}")
+
+    def add_to(self, model, config):
+        model.row_emb = nn.Embedding(9, config.d_model)
+        model.col_emb = nn.Embedding(9, config.d_model)
+        model.box_emb = nn.Embedding(9, config.d_model)
+        model.slot_emb = nn.Embedding(config.max_len - CELLS, config.d_model)
+        for name, idx in zip(("row_idx", "col_idx", "box_idx"), cell_units()):
+            model.register_buffer(name, idx, persistent=False)
+
+    def check_length(self, length, config):
+        return None if length <= config.max_len else f"max_len={config.max_len}"
+
+    def embed(self, model, start, end, device):
+        units = model.row_emb(model.row_idx) + model.col_emb(model.col_idx) + model.box_emb(model.box_idx)
+        slots = model.slot_emb(torch.arange(max(end - CELLS, 0), device=device))
+        return torch.cat([units, slots])[start:end]
+
+
+register_positions(SudokuARMPositions())
+
+
+def arm_config(**body) -> TransformerConfig:
+    """A causal Sudoku ARM's TransformerConfig; `body`: d_model, n_layers, n_heads, d_ff, ..."""
+    return TransformerConfig(**{**body, "vocab_size": VOCAB, "mask_token_id": 0, "max_len": MAX_LEN,
+                                "positions": "sudoku-arm", "causal": True})
+
+
+def is_arm(model) -> bool:
+    cfg = getattr(model, "config", None)
+    return isinstance(cfg, TransformerConfig) and cfg.causal and cfg.positions == "sudoku-arm"
+
+
+def check_order(order: str) -> str:
+    if order not in ORDERS:
+        raise ValueError(f"order: {order!r} is not one of {', '.join(ORDERS)}")
+    return order
+
+
+def fill_orders(puzzles: np.ndarray, solutions: np.ndarray, order: str, threads: int | None = None) -> np.ndarray:
+    """The rank of each cell in the ARM's order, int16 [N, 81]: 0, 1, ... over the blanks, -1 for clues."""
+    check_order(order)
+    puzzles = np.asarray(puzzles, dtype=np.int8)
+    blank = puzzles == 0
+    if order == "rowmajor":
+        key = np.broadcast_to(np.arange(CELLS), puzzles.shape)
+    else:
+        from fastmdm.sudoku.engine import grade_batch  # noqa: PLC0415  (the native engine, loaded on use)
+        step = grade_batch(puzzles, np.asarray(solutions, dtype=np.int8), threads=threads)["order"].astype(np.int64)
+        if ((step < 0) & blank).any():
+            raise ValueError("solutions: the grader could not order every blank (a puzzle without a unique "
+                             "solution, or solutions that do not solve it)")
+        key = step * CELLS + np.arange(CELLS)  # ties (never expected) in reading order
+    key = np.where(blank, key, np.iinfo(np.int64).max)
+    rank = np.argsort(np.argsort(key, axis=1, kind="stable"), axis=1, kind="stable")
+    return np.where(blank, rank, -1).astype(np.int16)
+
+
+def sequences(puzzles: torch.Tensor, solutions: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:
+    """Token sequences [B, 82 + 2 * most blanks] (SEP-padded) from puzzles, solutions and `fill_orders` ranks."""
+    puzzles, solutions, ranks = puzzles.long(), solutions.long(), ranks.long()
+    B = puzzles.shape[0]
+    n = int((ranks >= 0).sum(1).max()) if B else 0
+    # cell written at slot r of each row: scatter the cell index to its rank
+    cells = torch.full((B, n + 1), -1, dtype=torch.long, device=puzzles.device)
+    idx = torch.where(ranks >= 0, ranks, n).long()
+    cells.scatter_(1, idx, torch.arange(CELLS, device=puzzles.device).expand(B, CELLS).contiguous())
+    cells = cells[:, :n]
+    written = cells >= 0
+    digit = torch.gather(solutions, 1, cells.clamp(min=0))
+    pairs = torch.stack([torch.where(written, CELL0 + cells, SEP), torch.where(written, digit, SEP)], 2)
+    sep = torch.full((B, 1), SEP, dtype=torch.long, device=puzzles.device)
+    return torch.cat([puzzles, sep, pairs.reshape(B, 2 * n)], 1)
+
+
+def arm_loss(model, seqs: torch.Tensor) -> torch.Tensor:
+    """Teacher-forcing loss: mean cross-entropy of every cell and digit token after the separator, each
+    predicted from the tokens before it (padding excluded)."""
+    logits = model(seqs[:, :-1])
+    targets = seqs[:, 1:].clone()
+    targets[:, :CELLS] = -100         # the puzzle and the separator are given, not predicted
+    targets[targets == SEP] = -100    # padding of rows with fewer blanks
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
+
+
+class ARMObjective(nn.Module):
+    """model + loss in one forward (for DDP, as the MDM's objective)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, seqs):
+        return arm_loss(self.model, seqs)
+
+
+class AppendCache:
+    """The exact key/value cache of a causal model over a growing sequence, in the protocol of
+    `fastmdm.cache` (window, `refreshing`, `update`): the first call computes every position, each later one
+    only the positions appended since the call before."""
+
+    def __init__(self):
+        self.keys: dict[int, torch.Tensor] = {}
+        self.values: dict[int, torch.Tensor] = {}
+        self.start, self.end, self.refreshing = 0, 0, True
+
+    def begin(self, length: int) -> None:
+        self.refreshing = self.end == 0
+        self.start, self.end = (0 if self.refreshing else self.end), int(length)
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        if not self.refreshing:
+            k = torch.cat([self.keys[layer], k], 2)
+            v = torch.cat([self.values[layer], v], 2)
+        self.keys[layer], self.values[layer] = k, v
+        return k, v
+
+
+def _last_logits(model, seqs, cache):
+    cache.begin(seqs.shape[1])
+    hidden = model.forward_hidden(seqs, cache=cache)[:, -1]
+    return model.get_output_embeddings()(hidden).float()
+
+
+@torch.no_grad()
+def decode_arm(model, puzzles: torch.Tensor, order: str, *, on_call=None) -> tuple[torch.Tensor, int]:
+    """(answers [B, 81], model calls) for puzzles [B, 81] (0 = blank), greedy; see the module docstring.
+    `on_call()`: called after each model call (progress bars)."""
+    check_order(order)
+    if not is_arm(model):
+        raise ValueError("model: not a Sudoku ARM (a causal Transformer with positions='sudoku-arm'); MDMs decode "
+                         "with fastmdm.sample")
+    dev = next(model.parameters()).device
+    grid = puzzles.long().to(dev).clone()
+    B = grid.shape[0]
+    rows = torch.arange(B, device=dev)
+    todo = grid == 0
+    left = todo.sum(1)
+    seqs = torch.cat([grid, torch.full((B, 1), SEP, dtype=torch.long, device=dev)], 1)
+    calls = 0
+    cache = AppendCache()
+    for _ in range(int(left.max()) if B else 0):
+        active = left > 0
+        if order == "rowmajor":
+            cell = torch.where(todo, torch.arange(CELLS, device=dev), CELLS).argmin(1)  # first open blank
+        else:
+            logits = _last_logits(model, seqs, cache)[:, CELL0:CELL0 + CELLS]
+            calls += 1
+            if on_call:
+                on_call()
+            cell = logits.masked_fill(~todo, -torch.inf).argmax(1)
+        seqs = torch.cat([seqs, torch.where(active, CELL0 + cell, SEP)[:, None]], 1)
+        logits = _last_logits(model, seqs, cache)[:, 1:10]
+        calls += 1
+        if on_call:
+            on_call()
+        digit = logits.argmax(1) + 1
+        seqs = torch.cat([seqs, torch.where(active, digit, SEP)[:, None]], 1)
+        write = active & todo[rows, cell]
+        grid[rows[write], cell[write]] = digit[write]
+        todo[rows[write], cell[write]] = False
+        left = todo.sum(1)
+    return grid, calls
+
+
+def arm_model(preset_body: dict) -> Transformer:
+    return Transformer(arm_config(**preset_body))
+
+
+def arm_order_of(model) -> str:
+    """The order an ARM was trained in (set by training and by `fastmdm.sudoku.model.load`)."""
+    order = getattr(model, "arm_order", None)
+    if order not in ORDERS:
+        raise ValueError("model: this ARM does not say which order it was trained in (arm_order); load it with "
+                         "fastmdm.sudoku.model.load, which reads train.arch from its config.json")
+    return order
+
+
+@torch.no_grad()
+def answer_arm(model, puzzles, *, batch_size: int = 256, progress: bool = False, desc: str = "solve"):
+    """(answers int8 [N, 81], valid bool [N], mean model calls per batch) of an ARM for puzzles [N, 81]."""
+    from tqdm import tqdm  # noqa: PLC0415
+
+    from fastmdm.sudoku.grids import valid_solutions  # noqa: PLC0415
+    order = arm_order_of(model)
+    puzzles = torch.as_tensor(np.asarray(puzzles)).long() if not isinstance(puzzles, torch.Tensor) else puzzles.long()
+    per_blank = 1 if order == "rowmajor" else 2
+    total = sum(per_blank * int((puzzles[i:i + batch_size] == 0).sum(1).max())
+                for i in range(0, len(puzzles), batch_size))
+    answers, valid, calls = [], [], []
+    was_training = model.training
+    model.eval()
+    with tqdm(total=total, desc=f"{desc} arm-{order}", unit="call", disable=not progress, leave=False) as bar:
+        for i in range(0, len(puzzles), batch_size):
+            p = puzzles[i:i + batch_size]
+            a, c = decode_arm(model, p, order, on_call=lambda: bar.update(1))
+            a = a.cpu()
+            answers.append(a.to(torch.int8).numpy())
+            valid.append(valid_solutions(p, a).numpy())
+            calls.append(c)
+    model.train(was_training)
+    if not answers:
+        return np.zeros((0, 81), np.int8), np.zeros(0, bool), 0.0
+    return np.concatenate(answers), np.concatenate(valid), float(np.mean(calls))

@@ -1,0 +1,231 @@
+"""The autoregressive Sudoku baselines: causal attention, sequences and orders, teacher forcing, decoding,
+training and evaluation through the same commands as the MDM."""
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fastmdm import ops
+from fastmdm.checkpoint import CheckpointError
+from fastmdm.sudoku import arm, engine
+from fastmdm.sudoku import data as sdata
+from fastmdm.sudoku.grids import apply_symmetries, random_symmetries, valid_solutions
+from fastmdm.sudoku.model import load, sudoku_model
+
+
+@pytest.fixture(scope="module")
+def engine_puzzles():
+    return sdata.generate(12, "standard", seed=5)
+
+
+def tiny_arm(order="solver", seed=0):
+    torch.manual_seed(seed)
+    return sudoku_model("tiny", arch=f"arm-{order}").eval()
+
+
+# ---------------------------------------------------------------- causal attention
+@pytest.mark.parametrize("hq,hkv", [(2, 2), (4, 2)])
+def test_causal_attention_equals_attention_over_each_prefix(hq, hkv):
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, h, 7, 8, generator=g) for h in (hq, hkv, hkv))
+    out = ops.attention(q, k, v, causal=True, backend="torch")
+    for i in range(7):
+        ref = ops.attention(q[:, :, i:i + 1], k[:, :, :i + 1], v[:, :, :i + 1], backend="torch")
+        torch.testing.assert_close(out[:, :, i:i + 1], ref)
+
+
+def test_causal_window_of_last_queries_sees_every_earlier_key():
+    g = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(1, 2, 9, 8, generator=g) for _ in range(3))
+    full = ops.attention(q, k, v, causal=True, backend="torch")
+    tail = ops.attention(q[:, :, 6:], k, v, causal=True, backend="torch")
+    torch.testing.assert_close(tail, full[:, :, 6:])
+
+
+def test_causal_attention_refuses_the_triton_kernel_and_more_queries_than_keys():
+    q = torch.randn(1, 2, 4, 8)
+    with pytest.raises(ValueError, match="non-causal"):
+        ops.attention(q, q, q, causal=True, backend="triton")
+    with pytest.raises(ValueError, match="at least as many keys"):
+        ops.attention(q, q[:, :, :2], q[:, :, :2], causal=True)
+    with pytest.raises(TypeError, match="causal"):
+        ops.attention(q, q, q, causal=1)
+
+
+# ---------------------------------------------------------------- orders and sequences
+def test_rowmajor_ranks_follow_reading_order_and_skip_clues(engine_puzzles):
+    p, s = engine_puzzles["puzzles"], engine_puzzles["solutions"]
+    r = arm.fill_orders(p, s, "rowmajor")
+    for row_p, row_r in zip(p, r):
+        blanks = np.flatnonzero(row_p == 0)
+        assert (row_r[row_p != 0] == -1).all()
+        assert (row_r[blanks] == np.arange(len(blanks))).all()
+
+
+def test_solver_ranks_follow_the_graders_placement_order(engine_puzzles):
+    p, s = engine_puzzles["puzzles"], engine_puzzles["solutions"]
+    r = arm.fill_orders(p, s, "solver")
+    step = engine.grade_batch(p, s)["order"]
+    for row_p, row_r, row_step in zip(p, r, step):
+        blanks = np.flatnonzero(row_p == 0)
+        assert sorted(row_r[blanks]) == list(range(len(blanks)))
+        by_rank = blanks[np.argsort(row_r[blanks])]
+        assert (np.diff(row_step[by_rank].astype(int)) >= 0).all()
+    assert not (r == arm.fill_orders(p, s, "rowmajor")).all()
+
+
+def test_sequence_holds_puzzle_separator_and_the_pairs_in_rank_order(engine_puzzles):
+    p, s = (torch.as_tensor(engine_puzzles[k]).long() for k in ("puzzles", "solutions"))
+    r = torch.as_tensor(arm.fill_orders(p.numpy(), s.numpy(), "solver")).long()
+    seqs = arm.sequences(p, s, r)
+    n = int((p == 0).sum(1).max())
+    assert seqs.shape == (len(p), 82 + 2 * n)
+    for b in range(len(p)):
+        assert (seqs[b, :81] == p[b]).all() and seqs[b, 81] == arm.SEP
+        blanks = (p[b] == 0).nonzero().flatten()
+        order = blanks[torch.argsort(r[b, blanks])]
+        pairs = seqs[b, 82:82 + 2 * len(blanks)].view(-1, 2)
+        assert (pairs[:, 0] == arm.CELL0 + order).all() and (pairs[:, 1] == s[b, order]).all()
+        assert (seqs[b, 82 + 2 * len(blanks):] == arm.SEP).all()
+
+
+def test_symmetries_move_solver_ranks_with_their_cells(engine_puzzles):
+    p, s = (torch.as_tensor(engine_puzzles[k]).long() for k in ("puzzles", "solutions"))
+    r = torch.as_tensor(arm.fill_orders(p.numpy(), s.numpy(), "solver")).long()
+    cells, digits = random_symmetries(len(p), torch.Generator().manual_seed(3))
+    p2, s2, r2 = apply_symmetries(p, cells, digits), apply_symmetries(s, cells, digits), apply_symmetries(r, cells)
+    # the moved order is still one the human strategies can follow: each cell placed in turn by a single
+    # or after eliminations, i.e. grading the moved puzzle reaches the same difficulty
+    assert ((r2 >= 0) == (p2 == 0)).all()
+    d1 = engine.grade_batch(p.numpy(), s.numpy())["difficulty"]
+    d2 = engine.grade_batch(p2.numpy(), s2.numpy())["difficulty"]
+    assert (d1 == d2).all()
+
+
+# ---------------------------------------------------------------- teacher forcing
+@pytest.mark.parametrize("order", arm.ORDERS)
+def test_teacher_forcing_loss_equals_the_loss_computed_one_prefix_at_a_time(engine_puzzles, order):
+    model = tiny_arm(order, seed=1)
+    p, s = (torch.as_tensor(engine_puzzles[k][:3]).long() for k in ("puzzles", "solutions"))
+    r = torch.as_tensor(arm.fill_orders(p.numpy(), s.numpy(), order)).long()
+    seqs = arm.sequences(p, s, r)
+    with torch.no_grad():
+        loss = arm.arm_loss(model, seqs)
+        terms = []
+        for b in range(len(p)):
+            for t in range(82, seqs.shape[1]):
+                if seqs[b, t] == arm.SEP:
+                    continue
+                logits = model(seqs[b:b + 1, :t])[0, -1]   # the prefix alone: nothing later can leak in
+                terms.append(F.cross_entropy(logits[None], seqs[b, t:t + 1]))
+    torch.testing.assert_close(loss, torch.stack(terms).mean(), rtol=1e-5, atol=1e-6)
+
+
+def test_teacher_forcing_loss_trains_down(engine_puzzles):
+    model = tiny_arm("rowmajor", seed=2).train()
+    p, s = (torch.as_tensor(engine_puzzles[k]).long() for k in ("puzzles", "solutions"))
+    seqs = arm.sequences(p, s, torch.as_tensor(arm.fill_orders(p.numpy(), s.numpy(), "rowmajor")).long())
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(30):
+        loss = arm.arm_loss(model, seqs)
+        first = first if first is not None else float(loss.detach())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss) < 0.8 * first
+
+
+# ---------------------------------------------------------------- decoding
+def naive_decode(model, puzzles, order):
+    """decode_arm's rule with a full forward per call (no cache)."""
+    grid = puzzles.clone()
+    seqs = torch.cat([grid, torch.full((len(grid), 1), arm.SEP)], 1)
+    for b in range(len(grid)):
+        x = seqs[b:b + 1]
+        while (grid[b] == 0).any():
+            if order == "rowmajor":
+                cell = int((grid[b] == 0).nonzero()[0])
+            else:
+                logits = model(x)[0, -1, arm.CELL0:arm.CELL0 + 81].masked_fill(grid[b] != 0, -torch.inf)
+                cell = int(logits.argmax())
+            x = torch.cat([x, torch.tensor([[arm.CELL0 + cell]])], 1)
+            digit = int(model(x)[0, -1, 1:10].argmax()) + 1
+            x = torch.cat([x, torch.tensor([[digit]])], 1)
+            grid[b, cell] = digit
+    return grid
+
+
+@pytest.mark.parametrize("order", arm.ORDERS)
+def test_cached_decoding_equals_a_full_forward_per_call(engine_puzzles, order):
+    model = tiny_arm(order, seed=3)
+    p = torch.as_tensor(engine_puzzles["puzzles"][:4]).long()
+    with torch.no_grad():
+        got, calls = arm.decode_arm(model, p, order)
+        ref = naive_decode(model, p, order)
+    assert torch.equal(got, ref)
+    assert calls == (1 if order == "rowmajor" else 2) * int((p == 0).sum(1).max())
+
+
+@pytest.mark.parametrize("order", arm.ORDERS)
+def test_decoding_fills_every_blank_once_and_keeps_the_clues(engine_puzzles, order):
+    model = tiny_arm(order, seed=4)
+    p = torch.as_tensor(engine_puzzles["puzzles"]).long()
+    got, _ = arm.decode_arm(model, p, order)
+    assert ((got >= 1) & (got <= 9)).all()
+    assert (got[p != 0] == p[p != 0]).all()
+
+
+def test_decoding_refuses_an_mdm_and_a_causal_model_refuses_a_block_cache_window():
+    with pytest.raises(ValueError, match="not a Sudoku ARM"):
+        arm.decode_arm(sudoku_model("tiny"), torch.zeros(1, 81, dtype=torch.long), "solver")
+    model = tiny_arm()
+    cache = arm.AppendCache()
+    x = torch.full((1, 90), arm.SEP)
+    cache.begin(90)
+    model.forward_hidden(x, cache=cache)
+    cache.start, cache.end, cache.refreshing = 80, 85, False
+    with pytest.raises(ValueError, match="ends the sequence"):
+        model.forward_hidden(x, cache=cache)
+    with pytest.raises(ValueError, match="order"):
+        arm.check_order("random")
+
+
+# ---------------------------------------------------------------- training, checkpoints, evaluation
+def test_training_an_arm_saves_a_checkpoint_that_evaluates_as_an_arm_row(tmp_path, engine_puzzles):
+    from fastmdm.sudoku.evaluate import answer_puzzles, evaluate
+    from fastmdm.sudoku.train import TrainConfig, train
+    pool = ({"puzzles": engine_puzzles["puzzles"], "solutions": engine_puzzles["solutions"]},
+            {"puzzles": engine_puzzles["puzzles"][:4], "solutions": engine_puzzles["solutions"][:4]})
+    cfg = TrainConfig(preset="tiny", arch="arm-solver", steps=5, stop_after=3, batch_size=4, eval_every=0,
+                      save_every=3,
+                      out=str(tmp_path / "arm"), threads=1)
+    res = train(cfg, pool=pool, log=lambda m: None)
+    assert res["model"].arm_order == "solver" and res["step"] == 3
+    model, config = load(tmp_path / "arm")
+    assert model.arm_order == "solver" and config["train"]["arch"] == "arm-solver"
+    rows = evaluate(model, engine_puzzles["puzzles"][:4], engine_puzzles["solutions"][:4],
+                    strategies=("margin", "random"))
+    assert [r["strategy"] for r in rows] == ["arm-solver"] and rows[0]["n"] == 4
+    p = torch.as_tensor(engine_puzzles["puzzles"][:4]).long()
+    answers, valid = answer_puzzles(model, p)
+    assert (valid == valid_solutions(p, torch.as_tensor(answers).long()).numpy()).all()
+    # resume continues the same run to the end of its schedule
+    cfg2 = TrainConfig(**{**cfg.__dict__, "stop_after": None})
+    assert train(cfg2, resume=True, pool=pool, log=lambda m: None)["step"] == 5
+    # an ARM checkpoint that does not name its order is refused
+    conf = json.loads((tmp_path / "arm" / "config.json").read_text())
+    conf["train"].pop("arch")
+    (tmp_path / "arm" / "config.json").write_text(json.dumps(conf))
+    with pytest.raises(CheckpointError, match="order"):
+        load(tmp_path / "arm")
+
+
+def test_unknown_arch_is_refused():
+    from fastmdm.sudoku.train import TrainConfig
+    with pytest.raises(ValueError, match="arch"):
+        TrainConfig(steps=1, arch="arm-random")
+    with pytest.raises(ValueError, match="arch"):
+        sudoku_model("tiny", arch="gpt")
