@@ -229,3 +229,39 @@ def test_unknown_arch_is_refused():
         TrainConfig(steps=1, arch="arm-random")
     with pytest.raises(ValueError, match="arch"):
         sudoku_model("tiny", arch="gpt")
+
+
+# ---------------------------------------------------------------- fastmdm sudoku compare
+@pytest.mark.parametrize("k,n", [(0, 10), (3, 10), (10, 10), (917, 1000)])
+def test_wilson_interval_matches_scipy(k, n):
+    from scipy.stats import binomtest
+
+    from fastmdm.sudoku.compare import wilson_interval
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    assert wilson_interval(k, n) == pytest.approx((ci.low, ci.high), abs=1e-6)
+
+
+def test_compare_puts_mdm_orders_and_arm_rows_in_one_table(tmp_path, capsys):
+    from cli_helpers import failing
+
+    from fastmdm.checkpoint import save_model
+    from fastmdm.cli import main
+    torch.manual_seed(0)
+    mdm, armd = tmp_path / "mdm", tmp_path / "arm"
+    save_model(mdm, sudoku_model("tiny"), extra={"trained": {"steps": 3, "samples": 12, "parameters": 1}})
+    save_model(armd, tiny_arm("rowmajor"), extra={"train": {"arch": "arm-rowmajor"},
+                                                  "trained": {"steps": 2, "samples": 8, "parameters": 2,
+                                                              "init_from": [{"steps": 1, "samples": 4}]}})
+    out = tmp_path / "c.json"
+    assert main(["sudoku", "compare", "--checkpoints", f"{mdm},{armd}", "--split", "standard", "--n", "3",
+                 "--strategies", "margin,random", "--threads", "1", "--json", str(out), "--md",
+                 str(tmp_path / "c.md"), "--plot", str(tmp_path / "c.png")]) == 0
+    table = capsys.readouterr().out
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["arch"], r["decoding"]) for r in rows] == [("mdm", "margin"), ("mdm", "random"),
+                                                          ("arm-rowmajor", "arm-rowmajor")]
+    assert rows[2]["samples"] == 12 and rows[2]["steps"] == 3
+    assert all(r["splits"]["standard"]["n"] == 3 for r in rows)
+    assert "ARM, rowmajor order" in table and (tmp_path / "c.png").stat().st_size > 0
+    err = failing(["sudoku", "compare", "--checkpoints", str(tmp_path / "nope"), "--n", "2"], capsys, 1)
+    assert "no such checkpoint" in err
