@@ -100,6 +100,7 @@ def test_init_from_starts_from_the_source_weights_with_a_fresh_schedule_and_reco
     lineage = _warm_start(fresh, tmp_path / "a", "cpu", quiet)
     for k, v in source.state_dict().items():
         assert torch.equal(fresh.state_dict()[k], v), k
+    assert isinstance(lineage[0].pop("wall_s"), float)  # the source run's wall time
     assert lineage == [{"path": str(tmp_path / "a"), "steps": 8, "samples": 128, "world_size": 1,
                         "parameters": source.num_parameters(), "device": "cpu"}]
 

@@ -198,7 +198,9 @@ def _warm_start(model, source, device, log) -> list:
     trained = dict(src_cfg.get("trained", {}))
     steps = total_steps(trained)
     earlier = trained.pop("init_from", []) or []
-    trained.pop("wall_s_this_run", None)
+    wall = trained.pop("wall_s_this_run", None)
+    if wall is not None:  # that run's own wall time, kept so a lineage states its cost
+        trained["wall_s"] = wall
     log(f"initialised from {src} ({'?' if steps is None else f'{steps:,}'} steps in all, "
         f"{trained.get('samples', '?')} samples in its last run)")
     return [*earlier, {"path": str(src), **trained}]
