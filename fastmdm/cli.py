@@ -183,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SystemExit as e:  # --help, --version
         return e.code if isinstance(e.code, int) else 0
+    args._argv = list(sys.argv[1:] if argv is None else argv)  # as typed, for results files that record it
     debug = debug or getattr(args, "debug", False)
     prog = getattr(args, "_prog", "fastmdm")
     try:

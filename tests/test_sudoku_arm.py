@@ -236,7 +236,7 @@ def test_unknown_arch_is_refused():
 def test_wilson_interval_matches_scipy(k, n):
     from scipy.stats import binomtest
 
-    from fastmdm.sudoku.compare import wilson_interval
+    from fastmdm.sudoku.evaluate import wilson_interval
     ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
     assert wilson_interval(k, n) == pytest.approx((ci.low, ci.high), abs=1e-6)
 

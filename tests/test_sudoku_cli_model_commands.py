@@ -99,7 +99,7 @@ def test_eval_sweeps_k_into_one_table_per_value_json_and_a_line_chart(ckpt, tmp_
     assert main(["sudoku", "eval", "--checkpoint", ckpt, "--file", str(f), "--strategies", "margin",
                  "--sweep-k", "1,4,16", "--json", str(out), "--plot", str(png)]) == 0
     text = capsys.readouterr().out
-    assert text.count("| margin |") == 3 and "k=16" in text
+    assert text.count("| margin | ") == 3 and "k=16" in text  # a table per k (the summary heads a column)
     sweep = json.loads(out.read_text())["sweep"]
     assert [s["k"] for s in sweep] == [1, 4, 16]
     blanks = int((torch.as_tensor(d["puzzles"]) == 0).sum(1).max())
@@ -108,6 +108,73 @@ def test_eval_sweeps_k_into_one_table_per_value_json_and_a_line_chart(ckpt, tmp_
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "--sweep-k" in failing(["sudoku", "eval", "--checkpoint", ckpt, "--file", str(f), "--sweep-k", "0,2"],
                                   capsys, 2)
+
+
+def engine_set(tmp_path, n, seed):
+    """n engine puzzles (unique solutions, so `solve` takes them) and their '<puzzle> <solution>' file."""
+    from fastmdm.sudoku import data as sdata
+    d = sdata.generate(n, "standard", seed=seed)
+    f = tmp_path / "engine.txt"
+    f.write_text("\n".join("".join(map(str, p)) + " " + "".join(map(str, s))
+                           for p, s in zip(d["puzzles"], d["solutions"])) + "\n")
+    return d, f
+
+
+@pytest.mark.parametrize("strategy, threshold", [("confidence", 0.99), ("margin", 0.9), ("entropy", 0.95)])
+def test_threshold_answers_and_calls_are_those_of_fastmdm_sample(tmp_path, capsys, strategy, threshold):
+    import math
+
+    import fastmdm
+    from fastmdm.sudoku import model as smodel
+    from fastmdm.sudoku.grids import valid_solutions
+    d, f = engine_set(tmp_path, 5, seed=7)
+    model, _ = smodel.load()
+    puzzles = torch.as_tensor(d["puzzles"]).long()
+    library = math.log(threshold) if strategy == "entropy" else threshold  # entropy: exp(-H) >= T
+    ref = fastmdm.sample(model, puzzles, strategy=strategy, mask_id=0, threshold=library, return_trace=True)
+    # solve prints the library's answers
+    main(["sudoku", "solve", "--file", str(f), "--strategy", strategy, "--threshold", str(threshold)])
+    lines = capsys.readouterr().out.split()
+    assert lines == ["".join(str(int(v)) for v in row) for row in ref.tokens]
+    # eval counts its solved puzzles and the calls each puzzle was still in
+    out = tmp_path / "r.json"
+    assert main(["sudoku", "eval", "--file", str(f), "--strategies", strategy, "--threshold", str(threshold),
+                 "--json", str(out)]) == 0
+    body = json.loads(out.read_text())
+    (row,) = body["results"][str(f)]
+    assert body["settings"]["threshold"] == threshold
+    assert row["solved"] == int(valid_solutions(puzzles, ref.tokens).sum()) and row["nfe"] == ref.nfe
+    assert row["calls_per_puzzle"] == pytest.approx(float((ref.order.max(-1).values + 1).double().mean()))
+    assert row["calls_per_puzzle"] < (puzzles == 0).sum(1).double().mean()  # fewer than one cell per call
+
+
+def test_eval_sweeps_k_and_thresholds_into_json_rows_and_a_calls_chart(ckpt, tmp_path, capsys):
+    d, f = eval_set(tmp_path, 5, seed=4)
+    out, png = tmp_path / "r.json", tmp_path / "calls.png"
+    assert main(["sudoku", "eval", "--checkpoint", ckpt, "--file", str(f), "--strategies", "margin,entropy",
+                 "--sweep-k", "1,4", "--sweep-threshold", "0.5,0.9", "--json", str(out), "--plot", str(png)]) == 0
+    text = capsys.readouterr().out
+    assert "threshold=0.9" in text and "| k=4 |" in text and "fewest calls within its 95% interval" in text
+    body = json.loads(out.read_text())
+    assert [s["k"] for s in body["sweep"]] == [1, 4]
+    assert [s["threshold"] for s in body["sweep_threshold"]] == [0.5, 0.9]
+    blanks = torch.as_tensor(d["puzzles"] == 0).sum(1)
+    for s in body["sweep"]:
+        for row in s["results"][str(f)]:  # calls per puzzle on the same axis: ceil(blanks / k), averaged
+            assert row["calls_per_puzzle"] == pytest.approx(float((-(-blanks // s["k"])).double().mean()))
+    for s in body["sweep_threshold"]:
+        rows = s["results"][str(f)]
+        assert [r["strategy"] for r in rows] == ["margin", "entropy"]
+        for r in rows:
+            lo, hi = r["puzzle_acc_ci95"]
+            assert 1 <= r["calls_per_puzzle"] <= blanks.double().mean() and lo <= r["puzzle_acc"] <= hi
+    best = body["fewest_calls"][str(f)]
+    assert best["reference"]["schedule"] == "k=1" and best["within_ci"]["calls_per_puzzle"] <= \
+        best["as_many"]["calls_per_puzzle"] <= best["reference"]["calls_per_puzzle"]
+    settings = body["settings"]
+    assert settings["sweep_threshold"] == [0.5, 0.9] and settings["command"].startswith("fastmdm sudoku eval ")
+    assert settings["torch"] == torch.__version__ and settings["cpu"] and settings["date"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_demo_prints_the_table_and_the_margin_fill_order(ckpt, capsys):

@@ -1,11 +1,12 @@
 import json
+import math
 
 import numpy as np
 import pytest
 import torch
 
 from fastmdm.sudoku.data import synthetic_puzzles
-from fastmdm.sudoku.evaluate import evaluate, format_table, plot
+from fastmdm.sudoku.evaluate import calls_per_puzzle, evaluate, format_table, plot, wilson_interval
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -131,3 +132,79 @@ def test_the_ticker_offers_the_hidden_path_only_when_the_model_has_it():
     t = CallTicker(LogitsOnly(), bar)
     t(torch.zeros(2, 81, dtype=torch.long))
     assert bar.n == 1 and t.inner is m  # attributes pass through
+
+
+# Oracle logits (sharp 5 on the true digit, 0 on the 8 others; the mask token is never a candidate):
+# p(true digit) = e^5 / (e^5 + 8) = 0.949 on every blank, margin 0.942, and exp(-H(p)) = 0.735. A threshold
+# just below fills every blank in the first call; just above, none passes and each call fills the best only.
+P_TOP = math.exp(5) / (math.exp(5) + 8)
+P_OTHER = (1 - P_TOP) / 8
+EXP_NEG_H = math.exp(P_TOP * math.log(P_TOP) + 8 * P_OTHER * math.log(P_OTHER))
+
+
+@pytest.mark.parametrize("strategy, threshold, one_call", [
+    ("confidence", 0.945, True), ("confidence", 0.95, False),
+    ("margin", 0.94, True), ("margin", 0.945, False),
+    ("entropy", 0.73, True), ("entropy", 0.74, False),  # entropy's threshold is on exp(-H(p))
+])
+def test_calls_per_puzzle_counts_the_calls_each_puzzle_is_still_in(strategy, threshold, one_call):
+    assert 0.945 < P_TOP < 0.95 and 0.94 < P_TOP - P_OTHER < 0.945 and 0.73 < EXP_NEG_H < 0.74
+    blanks = torch.as_tensor((DATA["puzzles"] == 0).sum(1)).double()
+    (r,) = evaluate(Oracle(DATA["puzzles"], DATA["solutions"]), DATA["puzzles"], DATA["solutions"],
+                    strategies=[strategy], threshold=threshold, batch_size=64)
+    assert r["puzzle_acc"] == 1.0
+    if one_call:
+        assert r["nfe"] == 1 and r["calls_per_puzzle"] == 1
+    else:  # one blank per call: a puzzle takes as many calls as it has blanks and is then left out
+        assert r["nfe"] == blanks.max() and r["calls_per_puzzle"] == pytest.approx(float(blanks.mean()))
+        assert r["calls_per_puzzle"] < r["nfe"]
+
+
+@pytest.mark.parametrize("k", [1, 3, 8])
+def test_with_k_cells_per_call_a_puzzle_takes_ceil_blanks_over_k_calls(k):
+    blanks = torch.as_tensor((DATA["puzzles"] == 0).sum(1))
+    for batch_size in (64, 7):  # the count is per puzzle, whatever batch it was decoded in
+        (r,) = evaluate(Oracle(DATA["puzzles"], DATA["solutions"]), DATA["puzzles"], DATA["solutions"],
+                        strategies="margin", k=k, batch_size=batch_size)
+        assert r["calls_per_puzzle"] == pytest.approx(float((-(-blanks // k)).double().mean()))
+
+
+def test_calls_per_puzzle_reads_the_trace_order():
+    order = torch.tensor([[-1, 0, 2, 1], [-1, -1, -1, -1], [0, 0, -1, 0]])
+    assert calls_per_puzzle(order).tolist() == [3, 0, 1]
+
+
+def test_the_wilson_interval_matches_known_values():
+    lo, hi = wilson_interval(50, 100)
+    assert lo == pytest.approx(0.4038, abs=1e-4) and hi == pytest.approx(0.5962, abs=1e-4)
+    lo, hi = wilson_interval(0, 10)
+    assert lo == 0 and hi == pytest.approx(0.2775, abs=1e-4)
+    assert wilson_interval(10, 10)[1] == pytest.approx(1.0)
+    (r,) = evaluate(Oracle(DATA["puzzles"], DATA["solutions"]), DATA["puzzles"], DATA["solutions"],
+                    strategies="margin", batch_size=64)
+    assert r["puzzle_acc_ci95"] == list(wilson_interval(40, 40))
+
+
+def test_a_threshold_decodes_as_fastmdm_sample_does_with_the_shipped_model():
+    import fastmdm
+    from fastmdm.sudoku import data as sdata
+    from fastmdm.sudoku import model as smodel
+    from fastmdm.sudoku.evaluate import decode_puzzles
+    model, _ = smodel.load()
+    p = torch.as_tensor(sdata.generate(6, "standard", seed=5)["puzzles"]).long()
+    blanks = int((p == 0).sum(1).max())
+    for strategy, t, library in (("confidence", 0.99, 0.99), ("margin", 0.9, 0.9),
+                                 ("entropy", 0.9, math.log(0.9))):
+        tr = decode_puzzles(model, p, strategy=strategy, threshold=t, return_trace=True)
+        ref = fastmdm.sample(model, p, strategy=strategy, mask_id=0, threshold=library, return_trace=True)
+        assert torch.equal(tr.tokens, ref.tokens) and torch.equal(tr.order, ref.order) and tr.nfe == ref.nfe
+        assert ref.nfe < blanks  # several cells per call
+
+
+def test_a_threshold_no_strategy_can_reach_is_refused():
+    with pytest.raises(ValueError, match=r"threshold: expected a number in \(0, 1\]"):
+        evaluate(Oracle(DATA["puzzles"], DATA["solutions"]), DATA["puzzles"], DATA["solutions"],
+                 strategies="entropy", threshold=-0.1)
+    with pytest.raises(ValueError, match="random scores"):
+        evaluate(Oracle(DATA["puzzles"], DATA["solutions"]), DATA["puzzles"], DATA["solutions"],
+                 strategies="random", threshold=1.0)

@@ -3,13 +3,14 @@ and turning the failures a user can fix into one-line `CommandError`s."""
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from contextlib import contextmanager
 
 import numpy as np
 
 import fastmdm
-from fastmdm.cli import CommandError, count, device, number_at_least, positive_int
+from fastmdm.cli import CommandError, UsageError, count, device, number_at_least, positive_int
 from fastmdm.sudoku.model import PRECISIONS
 
 
@@ -44,15 +45,26 @@ def threads_arg(p) -> None:
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
 
 
+THRESHOLD_HELP = ("confidence p(digit), margin p1 - p2, random its uniform noise, entropy exp(-H(p)); "
+                  "1 = only certain cells")
+
+
 def decoding_args(p, *, sweep: bool = False) -> None:
-    """--k | --steps (| --sweep-k), --score-noise, --seed, --batch-size, --device, --threads, --precision."""
+    """--k | --steps | --threshold (| --sweep-k; --sweep-threshold), --score-noise, --seed, --batch-size,
+    --device, --threads, --precision."""
     g = p.add_mutually_exclusive_group()
     g.add_argument("--k", type=positive_int, default=None, help="cells filled per model call (default: 1)")
     g.add_argument("--steps", type=positive_int, default=None,
                    help="split the blanks over this many model calls instead of --k (the paper used 50)")
+    g.add_argument("--threshold", type=threshold_value, default=None, metavar="T",
+                   help="fill, at each model call, every blank whose score reaches T in (0, 1], and at least the "
+                        f"best ({THRESHOLD_HELP})")
     if sweep:
         g.add_argument("--sweep-k", type=k_list, default=None, metavar="K,K,...",
                        help="evaluate each of these cells-per-call values, e.g. 1,2,4,8 (replaces --k and --steps)")
+        p.add_argument("--sweep-threshold", type=threshold_list, default=None, metavar="T,T,...",
+                       help="evaluate each of these thresholds, e.g. 0.9,0.99,0.999 (as --threshold; with --sweep-k "
+                            "both schedules are run and charted against model calls per puzzle)")
     p.add_argument("--score-noise", type=number_at_least(0.0), default=0.0,
                    help="scale of Gumbel noise added to ranking scores (the paper used 0.5)")
     p.add_argument("--seed", type=count, default=0, help="seed of the random order and the score noise")
@@ -70,6 +82,36 @@ def k_list(text: str) -> list[int]:
     if not ks or min(ks) < 1:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 1 such as 1,2,4,8, got {text!r}")
     return ks
+
+
+def threshold_value(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not 0 < v <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1] such as 0.99, got {text!r} (the threshold "
+                                         f"is on one scale for every strategy: {THRESHOLD_HELP})")
+    return v
+
+
+def threshold_list(text: str) -> list[float]:
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected comma-separated thresholds in (0, 1] such as 0.9,0.99,0.999, "
+                                         f"got {text!r}")
+    return [threshold_value(v) for v in values]
+
+
+def check_thresholds(option: str, thresholds, strategies) -> None:
+    """A UsageError naming `option` for a threshold a requested strategy can never reach."""
+    from fastmdm.sudoku.evaluate import check_threshold  # noqa: PLC0415
+    for t in thresholds:
+        for s in strategies:
+            try:
+                check_threshold(s, t)
+            except ValueError as e:
+                raise UsageError(f"{option} {t:g}: {str(e).removeprefix('threshold: ')}") from None
 
 
 def apply_threads(args) -> None:

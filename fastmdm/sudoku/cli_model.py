@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fastmdm.cli import CommandError, UsageError, add_command, count, positive_int
 from fastmdm.sudoku import cli_common as common
-from fastmdm.sudoku.evaluate import DEFAULT_STRATEGIES
+from fastmdm.sudoku.evaluate import DEFAULT_STRATEGIES, schedule_label
 
 #: puzzles per test split when `eval --n` is not given
 EVAL_N = 1000
@@ -46,12 +46,65 @@ def load_eval_sets(args) -> dict:
     return {s: sdata.test_set(s, n, args.cache_dir) for s in (args.split or ["standard", "hard"])}
 
 
+def eval_schedules(args) -> list[dict]:
+    """The decoding schedules `eval` runs, in order: {"k": K}, {"steps": S} or {"threshold": T} each."""
+    if args.steps is not None:
+        return [{"steps": args.steps}]
+    if args.threshold is not None:
+        return [{"threshold": args.threshold}]
+    out = [{"k": k} for k in args.sweep_k or []] + [{"threshold": t} for t in args.sweep_threshold or []]
+    return out or [{"k": args.k or 1}]
+
+
+def check_eval_schedule(args) -> None:
+    """--sweep-threshold goes with --sweep-k or alone; thresholds every requested strategy can reach."""
+    if args.sweep_threshold:
+        for option, value in (("--k", args.k), ("--steps", args.steps), ("--threshold", args.threshold)):
+            if value is not None:
+                raise UsageError(f"argument --sweep-threshold: not allowed with argument {option}; to compare "
+                                 "schedules pass --sweep-k K,K,... beside --sweep-threshold")
+    common.check_thresholds("--threshold", [] if args.threshold is None else [args.threshold], args.strategies)
+    common.check_thresholds("--sweep-threshold", args.sweep_threshold or [], args.strategies)
+
+
+def environment(args) -> dict:
+    """What a results file records about the run: the command, the CPU, torch's version and the date."""
+    import datetime  # noqa: PLC0415
+    import shlex  # noqa: PLC0415
+
+    import torch  # noqa: PLC0415
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"command": shlex.join(["fastmdm", *getattr(args, "_argv", [])]), "cpu": cpu,
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "date": datetime.date.today().isoformat()}
+
+
+def _with_schedule(schedule: dict, row: dict) -> dict:
+    return {"schedule": schedule_label(schedule), **schedule, **row}
+
+
 def cmd_eval(args) -> int:
     import torch.distributed as dist  # noqa: PLC0415
 
     from fastmdm.checkpoint import atomic_write_json  # noqa: PLC0415
     from fastmdm.sudoku import model as smodel  # noqa: PLC0415
-    from fastmdm.sudoku.evaluate import evaluate, format_table, model_calls, plot, plot_sweep  # noqa: PLC0415
+    from fastmdm.sudoku.evaluate import (  # noqa: PLC0415
+        describe_fewest,
+        evaluate,
+        fewest_calls,
+        format_sweep,
+        format_table,
+        model_calls,
+        plot,
+        plot_calls,
+        plot_sweep,
+    )
+    check_eval_schedule(args)
     common.apply_threads(args)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -66,42 +119,64 @@ def cmd_eval(args) -> int:
     precision = smodel.resolve_precision(args.precision, device)
     model, _ = common.load_model(args, device, precision)
     sets = load_eval_sets(args)
-    ks = args.sweep_k or [args.k]
+    schedules = eval_schedules(args)
     if rank == 0:
-        calls = sum(model_calls(d["puzzles"][rank::world], k=k, steps=args.steps, batch_size=args.batch_size)
-                    for k in ks for d in sets.values()) * len(args.strategies)
+        calls = sum(model_calls(d["puzzles"][rank::world], **sch, batch_size=args.batch_size)
+                    for sch in schedules for d in sets.values()) * len(args.strategies)
         sizes = ", ".join(f"{name} {len(d['puzzles']):,}" for name, d in sets.items())
+        adaptive = any("threshold" in sch for sch in schedules)
         print(f"fastmdm sudoku eval: {sum(len(d['puzzles']) for d in sets.values()):,} puzzles ({sizes}) x "
               f"{len(args.strategies)} strateg{'y' if len(args.strategies) == 1 else 'ies'}" +
-              (f" x {len(ks)} values of k" if len(ks) > 1 else "") +
-              f": about {calls:,} model calls of up to {args.batch_size} puzzles"
+              (f" x {len(schedules)} schedules" if len(schedules) > 1 else "") +
+              f": {'at most' if adaptive else 'about'} {calls:,} model calls of up to {args.batch_size} puzzles"
               + (" (--n sets the puzzles per split)" if args.n is None and not args.file else ""),
               file=sys.stderr, flush=True)
     sweep = []
     with common.model_failures():
-        for k in ks:
-            results = {name: evaluate(model, d["puzzles"], d["solutions"], strategies=args.strategies, k=k,
-                                      steps=args.steps, score_noise=args.score_noise, batch_size=args.batch_size,
-                                      seed=args.seed, progress=rank == 0, rank=rank, world_size=world)
+        for sch in schedules:
+            results = {name: evaluate(model, d["puzzles"], d["solutions"], strategies=args.strategies, **sch,
+                                      score_noise=args.score_noise, batch_size=args.batch_size, seed=args.seed,
+                                      progress=rank == 0, rank=rank, world_size=world)
                        for name, d in sets.items()}
-            sweep.append((k or 1, results))
+            sweep.append((sch, results))
     if rank == 0:
         ck = args.checkpoint or str(smodel.SHIPPED_CHECKPOINT)
-        for k, results in sweep:
-            sched = f"steps={args.steps}" if args.steps else f"k={k}"
-            print(f"checkpoint: {ck}; decoding {sched}, score_noise={args.score_noise}, seed={args.seed}, "
-                  f"precision={precision}")
+        for sch, results in sweep:
+            print(f"checkpoint: {ck}; decoding {schedule_label(sch)}, score_noise={args.score_noise}, "
+                  f"seed={args.seed}, precision={precision}")
             print(format_table(results))
-        settings = {"checkpoint": ck, "k": args.k, "steps": args.steps, "score_noise": args.score_noise,
-                    "seed": args.seed, "n": args.n, "world_size": world, "device": device, "precision": precision}
+        is_sweep = bool(args.sweep_k or args.sweep_threshold)
+        found = {name: fewest_calls(sweep, name) for name in sets} if is_sweep else {}
+        if is_sweep:
+            print("\naccuracy [95% Wilson interval], model calls per puzzle:\n" + format_sweep(sweep))
+            for name, f in found.items():
+                if f is not None:
+                    print(describe_fewest(f, name))
+        settings = {"checkpoint": ck, "k": args.k, "steps": args.steps, "threshold": args.threshold,
+                    "score_noise": args.score_noise, "seed": args.seed, "n": args.n, "world_size": world,
+                    "device": device, "precision": precision, **environment(args)}
         try:
             if args.json:
-                body = {"settings": settings, "results": sweep[0][1]} if not args.sweep_k else \
-                    {"settings": {**settings, "sweep_k": args.sweep_k},
-                     "sweep": [{"k": k, "results": r} for k, r in sweep]}
+                if not is_sweep:
+                    body = {"settings": settings, "results": sweep[0][1]}
+                else:
+                    body = {"settings": {**settings, "sweep_k": args.sweep_k, "sweep_threshold": args.sweep_threshold}}
+                    if args.sweep_k:
+                        body["sweep"] = [{"k": sch["k"], "results": r} for sch, r in sweep if "k" in sch]
+                    if args.sweep_threshold:
+                        body["sweep_threshold"] = [{"threshold": sch["threshold"], "results": r}
+                                                   for sch, r in sweep if "threshold" in sch]
+                    body["fewest_calls"] = {name: None if f is None else
+                                            {what: _with_schedule(*pair) for what, pair in f.items()}
+                                            for name, f in found.items()}
                 atomic_write_json(args.json, body)
             if args.plot:
-                plot_sweep(sweep, args.plot) if args.sweep_k else plot(sweep[0][1], args.plot)
+                if args.sweep_threshold:
+                    plot_calls(sweep, args.plot)
+                elif args.sweep_k:
+                    plot_sweep([(sch["k"], r) for sch, r in sweep], args.plot)
+                else:
+                    plot(sweep[0][1], args.plot)
         except OSError as e:
             raise CommandError(f"cannot write {e.filename or 'the output'}: {e.strerror or e}") from None
         except RuntimeError as e:  # matplotlib missing
@@ -129,11 +204,13 @@ def cmd_solve(args) -> int:
     puzzles = ds["puzzles"]
     if len(puzzles) == 0:
         raise UsageError("no puzzles: pass 81-character puzzles as arguments or --file FILE ('-' for stdin)")
+    common.check_thresholds("--threshold", [] if args.threshold is None else [args.threshold], [args.strategy])
     common.refuse_bad_puzzles(puzzles, labels)
     model, _ = common.load_model(args, args.device, args.precision)
     with common.model_failures():
         answers, valid = answer_puzzles(model, puzzles, strategy=args.strategy, k=args.k, steps=args.steps,
-                                        score_noise=args.score_noise, seed=args.seed, batch_size=args.batch_size,
+                                        threshold=args.threshold, score_noise=args.score_noise, seed=args.seed,
+                                        batch_size=args.batch_size,
                                         progress=len(puzzles) > args.batch_size)
     for p, a, ok, label in zip(puzzles, answers, valid, labels):
         digits = "".join(str(int(v)) for v in a)
@@ -176,7 +253,8 @@ def register(sudoku_sub, top_sub) -> None:
                         "spell it --num-puzzles, as torchrun claims --n")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON to this path")
     p.add_argument("--plot", default=None, metavar="PNG", help="write a PNG chart of puzzle accuracy (per "
-                                                               "strategy; with --sweep-k, against k)")
+                                                               "strategy; with --sweep-k, against k; with "
+                                                               "--sweep-threshold, against model calls per puzzle)")
     p.add_argument("--cache-dir", default=None, help="where generated test sets are cached (default: not cached)")
     common.decoding_args(p, sweep=True)
 

@@ -5,23 +5,11 @@ baselines (`fastmdm.sudoku.arm`), with 95% confidence intervals and what each mo
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from fastmdm.sudoku.evaluate import DEFAULT_STRATEGIES, evaluate
 
 SHIPPED = "shipped"
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """The Wilson score interval of a binomial proportion (95% by default), as fractions."""
-    if n <= 0:
-        return 0.0, 1.0
-    p = successes / n
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, mid - half), min(1.0, mid + half)
 
 
 def training_record(config: dict) -> dict:
@@ -58,7 +46,7 @@ def compare(checkpoints, sets: dict, *, strategies=DEFAULT_STRATEGIES, batch_siz
             splits = {}
             for name, res in per_split.items():
                 r = dict(next(r for r in res if r["strategy"] == dec))
-                r["ci95"] = wilson_interval(r["solved"], r["n"])
+                r["ci95"] = r["puzzle_acc_ci95"]
                 splits[name] = r
             rows.append({"checkpoint": str(ck), "arch": arch, "decoding": dec, **record, "splits": splits})
     return rows
