@@ -101,8 +101,7 @@ def read_text(path_or_lines, task: Task | None = None) -> tuple[np.ndarray, Task
         if not text or text.startswith("#"):
             continue
         if task is None:
-            raise ValueError(f"line {i}: a sequence before any '{HEADER} ...' header line; give the task "
-                             "(latents, observations, arity, structure seed)")
+            raise ValueError(f"line {i}: a sequence before any '{HEADER} ...' header line, and no task was given")
         rows.append(parse_line(text, task, line=i))
         numbers.append(i)
     if task is None:
