@@ -14,12 +14,14 @@ inline uint32_t below(sudoku::Rng& rng, uint32_t n) {
     return uint32_t((static_cast<unsigned __int128>(rng.next()) * n) >> 64);
 }
 
-// NAE predicate of one clause: 1 unless its k latents are all equal.
+// NAE predicate of one clause: 1 unless its k latents are all equal. Branch-free over the clause (the
+// outcome is random, so an early exit would mispredict often); the paper's width 3 gets its own path.
 inline int8_t nae_of(const int8_t* latents, const int32_t* c, int k) {
-    const int8_t first = latents[c[0]];
-    for (int t = 1; t < k; ++t)
-        if (latents[c[t]] != first) return 1;
-    return 0;
+    const int first = latents[c[0]];
+    if (k == 3) return int8_t(((latents[c[1]] ^ first) | (latents[c[2]] ^ first)) != 0);
+    int diff = 0;
+    for (int t = 1; t < k; ++t) diff |= latents[c[t]] ^ first;
+    return int8_t(diff != 0);
 }
 
 struct Counter {
