@@ -194,10 +194,20 @@ NB_MODULE(_native, m) {
             if (k < 2 || k > size_t(nae::kMaxArity) || n_latents < 0 || k > size_t(n_latents))
                 throw std::invalid_argument("clauses must have between 2 and min(n_latents, 32) columns");
             int32_t* c = clauses.data();
-            for (size_t j = 0; j < p; ++j) nae::clause(structure_seed, n_latents, int(k), j, c + k * j);
+            bool ok;
+            {
+                nb::gil_scoped_release release;
+                ok = nae::clauses(structure_seed, n_latents, int(k), p, c);
+            }
+            if (!ok)
+                throw std::invalid_argument("more clauses than distinct sets of k latents (C(n_latents, k))");
         },
         nb::arg("clauses"), nb::arg("n_latents"), nb::arg("structure_seed"),
-        "Fill clauses [P, k] with the clauses 0..P-1 of a structure seed (k distinct latents each, ascending).");
+        "Fill clauses [P, k] with the clauses 0..P-1 of a structure seed (k distinct latents each, ascending; "
+        "no two alike).");
+
+    m.def("nae_binomial", [](int n, int k) { return nae::binomial(n, k); }, nb::arg("n"), nb::arg("k"),
+          "C(n, k), saturated at 2**62.");
 
     m.def(
         "nae_generate",

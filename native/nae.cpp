@@ -2,6 +2,8 @@
 #include "nae.h"
 
 #include <algorithm>
+#include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "sudoku.h"  // the project's splitmix64 Rng and derive_seed
@@ -61,23 +63,46 @@ struct Counter {
 
 }  // namespace
 
-void clause(uint64_t structure_seed, int n_latents, int k, uint64_t j, int32_t* out) {
-    sudoku::Rng rng(sudoku::derive_seed(structure_seed, kClauseStream, j));
-    for (int t = 0; t < k; ++t) {
-        int32_t x;
-        bool seen;
-        do {  // rejection of repeats: k is small, so this is a handful of draws
-            x = int32_t(below(rng, uint32_t(n_latents)));
-            seen = false;
-            for (int u = 0; u < t; ++u) seen |= out[u] == x;
-        } while (seen);
-        int u = t;  // insertion into the sorted prefix
-        while (u > 0 && out[u - 1] > x) {
-            out[u] = out[u - 1];
-            --u;
-        }
-        out[u] = x;
+uint64_t binomial(int n, int k) {
+    constexpr uint64_t kCap = uint64_t(1) << 62;
+    if (k < 0 || k > n) return 0;
+    k = std::min(k, n - k);
+    uint64_t c = 1;
+    for (int i = 1; i <= k; ++i) {  // c = C(n - k + i, i), exact at every step
+        const unsigned __int128 next = static_cast<unsigned __int128>(c) * uint64_t(n - k + i) / uint64_t(i);
+        if (next >= kCap) return kCap;
+        c = uint64_t(next);
     }
+    return c;
+}
+
+bool clauses(uint64_t structure_seed, int n_latents, int k, size_t n_obs, int32_t* out) {
+    if (uint64_t(n_obs) > binomial(n_latents, k)) return false;
+    std::unordered_set<std::string> taken;
+    taken.reserve(n_obs);
+    for (size_t j = 0; j < n_obs; ++j) {
+        sudoku::Rng rng(sudoku::derive_seed(structure_seed, kClauseStream, j));
+        int32_t* c = out + size_t(k) * j;
+        for (;;) {
+            for (int t = 0; t < k; ++t) {
+                int32_t x;
+                bool seen;
+                do {  // rejection of repeats within the clause: k is small, so a handful of draws
+                    x = int32_t(below(rng, uint32_t(n_latents)));
+                    seen = false;
+                    for (int u = 0; u < t; ++u) seen |= c[u] == x;
+                } while (seen);
+                int u = t;  // insertion into the sorted prefix
+                while (u > 0 && c[u - 1] > x) {
+                    c[u] = c[u - 1];
+                    --u;
+                }
+                c[u] = x;
+            }
+            if (taken.emplace(reinterpret_cast<const char*>(c), sizeof(int32_t) * size_t(k)).second) break;
+        }
+    }
+    return true;
 }
 
 void generate_one(uint64_t seed, uint64_t index, int n_latents, int n_obs, int k, const int32_t* clauses,

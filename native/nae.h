@@ -8,6 +8,7 @@
 // single-threaded per sequence; the batch drivers in module.cpp spread sequences over std::threads.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 namespace nae {
@@ -18,10 +19,16 @@ constexpr int kMaxArity = 32;
 constexpr uint64_t kClauseStream = 0x4E41455F434C41ull;  // "NAE_CLA"
 constexpr uint64_t kLatentStream = 0x4E41455F4C4154ull;  // "NAE_LAT"
 
-// Clause `j` of the structure `structure_seed`: k distinct indices of [0, n_latents), drawn uniformly
-// and written in ascending order. Depends only on (structure_seed, n_latents, k, j), so a task with
-// more observations keeps the clauses of one with fewer. Needs 2 <= k <= min(n_latents, kMaxArity).
-void clause(uint64_t structure_seed, int n_latents, int k, uint64_t j, int32_t* out);
+// The P clauses of the structure `structure_seed`, into out [P, k]: each a set of k distinct indices of
+// [0, n_latents), written in ascending order, and no two clauses the same set. Clause j is drawn
+// uniformly from derive_seed(structure_seed, kClauseStream, j), redrawn while it repeats an earlier
+// clause, so it is uniform over the sets not yet taken and depends only on (structure_seed, n_latents,
+// k, j): a task with more observations keeps the clauses of one with fewer. Needs
+// 2 <= k <= min(n_latents, kMaxArity); returns false (writing nothing) if P > C(n_latents, k).
+bool clauses(uint64_t structure_seed, int n_latents, int k, std::size_t n_obs, int32_t* out);
+
+// C(n, k), saturated at 2^62.
+uint64_t binomial(int n, int k);
 
 // Sequence `index` of the stream `seed`: N uniform bits (from derive_seed(seed, kLatentStream,
 // index), 64 latents per draw), then the P observations of `clauses` [P, k].

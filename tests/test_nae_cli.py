@@ -102,7 +102,8 @@ def test_check_reads_stdin(capsys, monkeypatch):
     (["nae", "check", "{root}"], 1, "cannot read it"),
     (["nae", "check", "{root}/bin"], 1, "not a text file"),
     (["nae", "check", "{root}/bad.npz"], 1, "bad.npz"),
-    (["nae", "check", "{root}/other.npz", "--latents", "7"], 1, "differs"),
+    (["nae", "check", "{root}/other.npz", "--latents", "30"], 1, "differs"),
+    (["nae", "generate", "--n", "2", "--latents", "7"], 2, "at most C(latents, arity) = 35"),
     (["nae"], 2, "SUBCOMMAND"),
 ])
 def test_bad_command_lines_and_files_fail_on_one_line(tmp_path, capsys, argv, code, says):

@@ -45,13 +45,22 @@ def test_structure_seed_fixes_the_clauses_and_more_observations_extend_them():
     assert not np.array_equal(Task(latents=26, observations=275, structure_seed=3).clauses, a)
 
 
-def test_clauses_are_uniform_over_the_k_subsets():
-    t = Task(latents=6, observations=40_000, arity=3, structure_seed=1)
-    subsets = {s: 0 for s in itertools.combinations(range(6), 3)}
-    for row in map(tuple, t.clauses.tolist()):
-        subsets[row] += 1
-    freq = np.array(list(subsets.values())) / t.observations
-    assert len(subsets) == 20 and np.abs(freq - 1 / 20).max() < 0.006  # ~5 standard deviations
+def test_no_two_clauses_are_the_same_set_and_a_full_task_takes_every_set_once():
+    c = Task(latents=20, observations=280, structure_seed=0).clauses  # the paper's section 3.3 size
+    assert len({tuple(r) for r in c.tolist()}) == 280
+    full = Task(latents=6, observations=20, arity=3, structure_seed=1).clauses
+    assert sorted(map(tuple, full.tolist())) == list(itertools.combinations(range(6), 3))
+    with pytest.raises(ValueError, match=r"at most C\(latents, arity\) = 20"):
+        Task(latents=6, observations=21, arity=3)
+
+
+def test_the_first_clause_is_uniform_over_the_k_subsets():
+    counts = {s: 0 for s in itertools.combinations(range(6), 3)}
+    seeds = 20_000
+    for seed in range(seeds):
+        counts[tuple(Task(latents=6, observations=1, structure_seed=seed).clauses[0].tolist())] += 1
+    freq = np.array(list(counts.values())) / seeds
+    assert np.abs(freq - 1 / 20).max() < 0.008  # ~5 standard deviations
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -3,8 +3,8 @@
 L&O-NAE-SAT is the latents-and-observations distribution of Kim et al. (ICML 2025, section 3.3) whose
 observations are not-all-equal predicates. A `Task` fixes N latents, P observations, the clause width k
 (the paper: 3) and a structure seed; the structure seed fixes the P clauses (k distinct latent indices
-each) once for the whole distribution. A sequence is N + P tokens, latents first (the paper's identity
-permutation):
+each, no two clauses alike) once for the whole distribution. A sequence is N + P tokens, latents first
+(the paper's identity permutation):
 
     latents       x_0 .. x_{N-1}   independent uniform bits
     observations  y_j = NAE(x_{S_j}) = 1 - [all latents of clause S_j are equal],   j = 0 .. P-1
@@ -16,6 +16,7 @@ the paper's definition.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 from typing import NamedTuple
@@ -78,6 +79,9 @@ class Task:
         if not _is_int(k) or not 2 <= k <= min(n, MAX_ARITY):
             raise ValueError(f"arity must be an integer in [2, min(latents, {MAX_ARITY})] (a clause is that many "
                              f"distinct latents), got {k!r} with latents={n}")
+        if p > math.comb(n, k):
+            raise ValueError(f"observations must be at most C(latents, arity) = {math.comb(n, k)}: every clause is a "
+                             f"different set of {k} latents, got {p!r}")
         _seed(self.structure_seed, "structure_seed")
         for name in ("latents", "observations", "arity", "structure_seed"):
             object.__setattr__(self, name, int(getattr(self, name)))
@@ -97,7 +101,8 @@ class Task:
 
     @cached_property
     def clauses(self) -> np.ndarray:
-        """int32 [P, k], read-only: clause j's latent indices, ascending. Clause j depends only on
+        """int32 [P, k], read-only: clause j's latent indices, ascending; no two clauses are the same set.
+        Clause j is uniform over the k-sets that clauses 0..j-1 did not take and depends only on
         (structure_seed, latents, arity, j), so a task with more observations extends one with fewer."""
         c = np.zeros((self.observations, self.arity), np.int32)
         _native.nae_clauses(c, self.latents, self.structure_seed)
