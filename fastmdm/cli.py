@@ -145,19 +145,26 @@ def build_parser() -> Parser:
     sub.required = True
     from fastmdm import example  # noqa: PLC0415
     example.register(sub)
+    _register_native_app(sub, "sudoku", "Sudoku", "Sudoku data, training, evaluation")
+    _register_native_app(sub, "nae", "L&O-NAE-SAT", "L&O-NAE-SAT data and checking")
+    return parser
+
+
+def _register_native_app(sub, name: str, title: str, help: str) -> None:
+    """Register `fastmdm.<name>.cli`; if the native engine it needs did not load, a stand-in command says so."""
+    import importlib  # noqa: PLC0415 (the apps load only when the parser is built)
     try:
-        from fastmdm.sudoku import cli as sudoku_cli  # noqa: PLC0415
+        module = importlib.import_module(f"fastmdm.{name}.cli")
     except ImportError as e:  # the native engine was not built
-        sudoku_error = e
+        error = e
 
         def unavailable(args):
-            raise CommandError(f"the Sudoku commands need the native engine, which did not load ({sudoku_error}); "
+            raise CommandError(f"the {title} commands need the native engine, which did not load ({error}); "
                                "reinstall with `pip install -e .` and a C++17 compiler")
-        p = add_command(sub, "sudoku", unavailable, "Sudoku data, training, evaluation (needs the native engine)")
-        p.add_argument("rest", nargs=argparse.REMAINDER, help="the Sudoku command and its options")
+        p = add_command(sub, name, unavailable, f"{help} (needs the native engine)")
+        p.add_argument("rest", nargs=argparse.REMAINDER, help=f"the {title} command and its options")
     else:
-        sudoku_cli.register(sub)
-    return parser
+        module.register(sub)
 
 
 def describe(e: BaseException) -> str:

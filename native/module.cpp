@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "nae.h"
 #include "sudoku.h"
 
 namespace nb = nanobind;
@@ -24,6 +25,13 @@ namespace {
 using Grids = nb::ndarray<int8_t, nb::shape<-1, 81>, nb::c_contig, nb::device::cpu>;
 using Bytes = nb::ndarray<int8_t, nb::shape<-1>, nb::c_contig, nb::device::cpu>;
 using Ints = nb::ndarray<int32_t, nb::shape<-1>, nb::c_contig, nb::device::cpu>;
+using Tokens = nb::ndarray<int8_t, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
+using Clauses = nb::ndarray<const int32_t, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
+using ClausesOut = nb::ndarray<int32_t, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
+using TokensIn = nb::ndarray<const int8_t, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
+using Flags = nb::ndarray<uint8_t, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
+using Int64s = nb::ndarray<int64_t, nb::shape<-1>, nb::c_contig, nb::device::cpu>;
+using Int64Table = nb::ndarray<int64_t, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
 
 int resolve_threads(int threads, size_t n) {
     if (threads <= 0) threads = int(std::max(1u, std::thread::hardware_concurrency()));
@@ -59,6 +67,25 @@ void check_rows(size_t n, size_t m, const char* name) {
     if (n != m)
         throw std::invalid_argument(std::string(name) + " has " + std::to_string(m) +
                                     " rows, expected " + std::to_string(n));
+}
+
+// The shape of an L&O-NAE-SAT task, read from its clause table [P, k]; checks `tokens` [n, N + P].
+struct NaeShape {
+    int n_latents, n_obs, k;
+};
+
+NaeShape nae_shape(int n_latents, const Clauses& clauses, size_t columns, const char* name) {
+    const size_t p = clauses.shape(0), k = clauses.shape(1);
+    if (n_latents < 2) throw std::invalid_argument("n_latents must be at least 2");
+    if (k < 2 || k > size_t(nae::kMaxArity) || k > size_t(n_latents))
+        throw std::invalid_argument("clauses must have between 2 and min(n_latents, 32) columns");
+    if (columns != size_t(n_latents) + p)
+        throw std::invalid_argument(std::string(name) + " has " + std::to_string(columns) + " columns, expected " +
+                                    std::to_string(size_t(n_latents) + p) + " (latents + observations)");
+    const int32_t* c = clauses.data();
+    for (size_t i = 0; i < p * k; ++i)
+        if (c[i] < 0 || c[i] >= n_latents) throw std::invalid_argument("clause index out of [0, n_latents)");
+    return {n_latents, int(p), int(k)};
 }
 
 }  // namespace
@@ -159,4 +186,86 @@ NB_MODULE(_native, m) {
         },
         nb::arg("grid"), nb::arg("cand"), nb::arg("strategy"),
         "Apply one strategy once to a hand-built candidate position (in place): 1 progress, 0 none, -1 contradiction.");
+
+    m.def(
+        "nae_clauses",
+        [](ClausesOut clauses, int n_latents, uint64_t structure_seed) {
+            const size_t p = clauses.shape(0), k = clauses.shape(1);
+            if (k < 2 || k > size_t(nae::kMaxArity) || n_latents < 0 || k > size_t(n_latents))
+                throw std::invalid_argument("clauses must have between 2 and min(n_latents, 32) columns");
+            int32_t* c = clauses.data();
+            bool ok;
+            {
+                nb::gil_scoped_release release;
+                ok = nae::clauses(structure_seed, n_latents, int(k), p, c);
+            }
+            if (!ok)
+                throw std::invalid_argument("more clauses than distinct sets of k latents (C(n_latents, k))");
+        },
+        nb::arg("clauses"), nb::arg("n_latents"), nb::arg("structure_seed"),
+        "Fill clauses [P, k] with the clauses 0..P-1 of a structure seed (k distinct latents each, ascending; "
+        "no two alike).");
+
+    m.def("nae_binomial", [](int n, int k) { return nae::binomial(n, k); }, nb::arg("n"), nb::arg("k"),
+          "C(n, k), saturated at 2**62.");
+
+    m.def(
+        "nae_generate",
+        [](Tokens tokens, Clauses clauses, int n_latents, uint64_t start, uint64_t seed, int threads) {
+            const NaeShape s = nae_shape(n_latents, clauses, tokens.shape(1), "tokens");
+            const size_t n = tokens.shape(0), len = tokens.shape(1);
+            int8_t* t = tokens.data();
+            const int32_t* c = clauses.data();
+            nb::gil_scoped_release release;
+            parallel_for(n, threads, [&](size_t i) {
+                nae::generate_one(seed, start + i, s.n_latents, s.n_obs, s.k, c, t + len * i);
+            });
+        },
+        nb::arg("tokens"), nb::arg("clauses"), nb::arg("n_latents"), nb::arg("start"), nb::arg("seed"),
+        nb::arg("threads"), "Fill rows [0, n) of tokens [n, N + P] with sequences start..start+n-1 of a seed.");
+
+    m.def(
+        "nae_check",
+        [](TokensIn tokens, Clauses clauses, int n_latents, Flags ok_tokens, Ints bad, int threads) {
+            const NaeShape s = nae_shape(n_latents, clauses, tokens.shape(1), "tokens");
+            const size_t n = tokens.shape(0), len = tokens.shape(1);
+            check_rows(n, ok_tokens.shape(0), "ok_tokens");
+            check_rows(n, bad.shape(0), "bad");
+            if (ok_tokens.shape(1) != len) throw std::invalid_argument("ok_tokens must have the shape of tokens");
+            const int8_t* t = tokens.data();
+            const int32_t* c = clauses.data();
+            uint8_t* o = ok_tokens.data();
+            int32_t* b = bad.data();
+            nb::gil_scoped_release release;
+            parallel_for(n, threads, [&](size_t i) {
+                b[i] = nae::check_one(t + len * i, s.n_latents, s.n_obs, s.k, c, o + len * i);
+            });
+        },
+        nb::arg("tokens"), nb::arg("clauses"), nb::arg("n_latents"), nb::arg("ok_tokens"), nb::arg("bad"),
+        nb::arg("threads"),
+        "Check completed sequences: ok_tokens [n, L] (1 where a position is consistent), bad [n] (positions not ok).");
+
+    m.def(
+        "nae_count",
+        [](TokensIn tokens, Clauses clauses, int n_latents, int64_t limit, Int64s counts, std::optional<Int64Table> ones,
+           int threads) {
+            const NaeShape s = nae_shape(n_latents, clauses, tokens.shape(1), "tokens");
+            const size_t n = tokens.shape(0), len = tokens.shape(1);
+            check_rows(n, counts.shape(0), "counts");
+            if (ones && (ones->shape(0) != n || ones->shape(1) != len))
+                throw std::invalid_argument("ones must have the shape of tokens");
+            const int8_t* t = tokens.data();
+            const int32_t* c = clauses.data();
+            int64_t* out = counts.data();
+            int64_t* o = ones ? ones->data() : nullptr;
+            nb::gil_scoped_release release;
+            parallel_for(n, threads, [&](size_t i) {
+                out[i] = nae::count_completions(t + len * i, s.n_latents, s.n_obs, s.k, c, limit,
+                                                o ? o + len * i : nullptr);
+            });
+        },
+        nb::arg("tokens"), nb::arg("clauses"), nb::arg("n_latents"), nb::arg("limit"), nb::arg("counts"),
+        nb::arg("ones").none(), nb::arg("threads"),
+        "Exact completion counts of partial sequences (mask 2), up to limit; with ones [n, L], the full count "
+        "and per position the completions in which it is 1. -1 for a token outside 0, 1, 2.");
 }
