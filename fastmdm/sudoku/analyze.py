@@ -298,6 +298,25 @@ def _short(name: str) -> str:
             "contradictory": "contra."}[name]
 
 
+def _ordered(names, preferred) -> list:
+    """`names` with those in `preferred` first, in its order (JSON round trips sort keys)."""
+    names = list(names)
+    return [n for n in preferred if n in names] + [n for n in names if n not in preferred]
+
+
+def _splits(report: dict) -> list[str]:
+    return _ordered(report["splits"], report.get("settings", {}).get("splits", []))
+
+
+def _orders(report: dict, split: str) -> dict:
+    o = report["splits"][split]["orders"]
+    return {name: o[name] for name in _ordered(o, report.get("settings", {}).get("orders", []))}
+
+
+def _count(n: int) -> str:
+    return str(n) if n < 1000 else f"{n / 1000:.0f}k"
+
+
 def format_markdown(report: dict) -> str:
     """The report as markdown: settings, then per split the subproblem, pick and first-failure tables."""
     env, st = report["environment"], report["settings"]
@@ -305,13 +324,15 @@ def format_markdown(report: dict) -> str:
     lines = ["# Sudoku MDM: where its errors live, by hardness class", "",
              f"{env['date_utc']}, {env['cpu']}, torch {env['torch']} ({env['torch_threads']} thread"
              f"{'s' if env['torch_threads'] != 1 else ''}), "
-             f"{st['precision']}, checkpoint: {st['checkpoint']}, seed {st['seed']}. Command:", "",
+             f"{st['precision']}, checkpoint: {st['checkpoint']}, seed {st['seed']}"
+             + (f", {st['seconds']:.0f} s wall" if st.get("seconds") is not None else "") + ". Command:", "",
              f"    {env['command']}", "",
              "A blank's class is the easiest technique the engine's grader needs to place it, propagating from the "
              "board as it stands (`fastmdm.sudoku.engine.cell_hardness`): " + abbrev + "; beyond = not placed "
              "by the seven; contra. = the board's candidates became contradictory (after a wrong fill).", ""]
     classes = CLASS_LABELS
-    for split, res in report["splits"].items():
+    for split in _splits(report):
+        res = report["splits"][split]
         sub = res["subproblems"]
         rates = ", ".join(f"{r:g}" for r in sub["rates"])
         lines += [f"## {split} ({res['n']} test puzzles)", "",
@@ -331,7 +352,7 @@ def format_markdown(report: dict) -> str:
             cols = [f"{_pct(pr['per_class'][i]['error_rate'])} ({pr['per_class'][i]['cells']})"
                     if pr["per_class"][i]["cells"] else "-" for i in used]
             lines.append(f"| {pr['rate']:g} | {_pct(pr['total']['error_rate'])} | " + " | ".join(cols) + " |")
-        orders = res["orders"]
+        orders = _orders(report, split)
         used = [i for i in range(len(classes)) if any(o["picks"]["clean"]["per_class"][i]["cells"]
                                                       for o in orders.values())]
         head = " | ".join(_short(classes[i]) for i in used)
@@ -384,8 +405,8 @@ def plot(report: dict, path) -> None:
         import matplotlib.pyplot as plt  # noqa: PLC0415
     except ImportError as e:
         raise RuntimeError("the figure needs matplotlib: pip install 'fastmdm[plot]' (or pass --no-plot)") from e
-    splits = list(report["splits"])
-    orders = list(report["splits"][splits[0]]["orders"])
+    splits = _splits(report)
+    orders = list(_orders(report, splits[0]))
     colors = [plt.get_cmap("viridis")(i / 7) for i in range(8)] + [(0.6, 0.6, 0.6, 1.0)]
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.4), gridspec_kw={"width_ratios": [1.4, 1]})
     w = 0.8 / len(splits)
@@ -415,11 +436,12 @@ def plot(report: dict, path) -> None:
         pc = report["splits"][sp]["subproblems"]["per_class"]
         idx = [c for c, r in enumerate(pc) if r["cells"]]
         bars = bx.bar([c + j * wb for c in idx], [100 * pc[c]["error_rate"] for c in idx], wb * 0.95, label=sp)
-        bx.bar_label(bars, fmt="%.1f", fontsize=6)
+        tags = [f"{100 * pc[c]['error_rate']:.0f}\n{_count(pc[c]['cells'])}" for c in idx]
+        bx.bar_label(bars, labels=tags, fontsize=5.5)
     bx.set_xticks([c + wb * (len(splits) - 1) / 2 for c in range(8)],
                   [_short(c) for c in CLASS_LABELS[:8]], fontsize=8)
     bx.set_ylabel("error rate (%) of the model's digit")
-    bx.set_title("One-call error per class, random masks of the blanks", fontsize=10)
+    bx.set_title("One-call error per class, random masks of the blanks\n(on the bars: error %, cells)", fontsize=10)
     bx.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=130)

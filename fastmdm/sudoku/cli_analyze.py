@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import time
 from pathlib import Path
 
 from fastmdm.cli import CommandError, add_command, count, positive_int
@@ -95,16 +96,17 @@ def cmd_analyze(args) -> int:
           f"{_plural(len(args.rates), 'masking rate')}, {_plural(len(args.strategies), 'order')}: about {calls:,} "
           f"model calls of up to {args.batch_size} puzzles", file=sys.stderr, flush=True)
     splits = {}
+    t0 = time.perf_counter()
     with common.model_failures(), tqdm(total=calls, desc="analyze", unit="call", leave=False) as bar:
         for name, d in sets.items():
             bar.set_description(f"analyze {name}")
             splits[name] = an.analyze(model, d["puzzles"], d["solutions"], orders=args.strategies, rates=args.rates,
                                       seed=args.seed, batch_size=args.batch_size, threads=args.threads, bar=bar)
     ck = args.checkpoint or "the shipped model (fastmdm/sudoku/checkpoints/sudoku-mdm)"
-    report = {"settings": {"checkpoint": ck, "n": {k: len(d["puzzles"]) for k, d in sets.items()},
+    report = {"settings": {"checkpoint": ck, "splits": list(sets), "n": {k: len(d["puzzles"]) for k, d in sets.items()},
                            "orders": list(args.strategies), "rates": list(args.rates), "seed": args.seed,
                            "k": 1, "temperature": 0.0, "batch_size": args.batch_size, "device": args.device,
-                           "precision": precision},
+                           "precision": precision, "seconds": round(time.perf_counter() - t0, 1)},
               "environment": an.environment(_command_line(args), args.device, args.threads),
               "classes": list(an.CLASS_LABELS), "splits": splits}
     try:
