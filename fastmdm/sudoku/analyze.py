@@ -329,7 +329,9 @@ def format_markdown(report: dict) -> str:
              f"    {env['command']}", "",
              "A blank's class is the easiest technique the engine's grader needs to place it, propagating from the "
              "board as it stands (`fastmdm.sudoku.engine.cell_hardness`): " + abbrev + "; beyond = not placed "
-             "by the seven; contra. = the board's candidates became contradictory (after a wrong fill).", ""]
+             "by the seven; contra. = the board's candidates became contradictory (after a wrong fill). Right fills "
+             "can rarely make a cell harder: a unique rectangle needs four blank corners, so a standard puzzle's "
+             "board can have a cell beyond the seven once a corner is filled.", ""]
     classes = CLASS_LABELS
     for split in _splits(report):
         res = report["splits"][split]
@@ -432,14 +434,17 @@ def plot(report: dict, path) -> None:
     ax.set_title("What each order fills next (number on top: puzzles solved)", fontsize=10)
     ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(1.0, 0.0), frameon=False)
     wb = 0.8 / len(splits)
+    top = 0.0
     for j, sp in enumerate(splits):
         pc = report["splits"][sp]["subproblems"]["per_class"]
         idx = [c for c, r in enumerate(pc) if r["cells"]]
         bars = bx.bar([c + j * wb for c in idx], [100 * pc[c]["error_rate"] for c in idx], wb * 0.95, label=sp)
+        top = max([top] + [100 * pc[c]["error_rate"] for c in idx])
         tags = [f"{100 * pc[c]['error_rate']:.0f}\n{_count(pc[c]['cells'])}" for c in idx]
         bx.bar_label(bars, labels=tags, fontsize=5.5)
     bx.set_xticks([c + wb * (len(splits) - 1) / 2 for c in range(8)],
                   [_short(c) for c in CLASS_LABELS[:8]], fontsize=8)
+    bx.set_ylim(0, max(top, 1.0) * 1.15)
     bx.set_ylabel("error rate (%) of the model's digit")
     bx.set_title("One-call error per class, random masks of the blanks\n(on the bars: error %, cells)", fontsize=10)
     bx.legend(fontsize=8)
