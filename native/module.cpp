@@ -177,6 +177,29 @@ NB_MODULE(_native, m) {
         "Grade puzzles with the strategies up to max_strategy (guessing from `solutions` when stuck, if given).");
 
     m.def(
+        "sudoku_hardness",
+        [](Grids boards, std::optional<Grids> hardness, std::optional<Grids> immediate, int threads) {
+            const size_t n = boards.shape(0);
+            if (hardness) check_rows(n, hardness->shape(0), "hardness");
+            if (immediate) check_rows(n, immediate->shape(0), "immediate");
+            const int8_t* b = boards.data();
+            int8_t* h = hardness ? hardness->data() : nullptr;
+            int8_t* im = immediate ? immediate->data() : nullptr;
+            nb::gil_scoped_release release;
+            parallel_for(n, threads, [&](size_t i) {
+                if (h) {
+                    sudoku::cell_hardness(b + 81 * i, h + 81 * i, im ? im + 81 * i : nullptr);
+                } else if (im) {
+                    sudoku::immediate_singles(b + 81 * i, im + 81 * i);
+                }
+            });
+        },
+        nb::arg("boards"), nb::arg("hardness").none(), nb::arg("immediate").none(), nb::arg("threads"),
+        "Per-cell hardness class (the easiest max_strategy whose propagating grader places the blank; 7 "
+        "beyond the seven; -1 filled; -2 contradictory board) and/or immediate singles (0 naked, 1 hidden, "
+        "2 neither on the board as given).");
+
+    m.def(
         "sudoku_apply_strategy",
         [](nb::ndarray<int8_t, nb::shape<81>, nb::c_contig, nb::device::cpu> grid,
            nb::ndarray<uint16_t, nb::shape<81>, nb::c_contig, nb::device::cpu> cand, int strategy) {

@@ -85,6 +85,23 @@ int remove_clues(Rng& rng, const int8_t* solution, int min_clues, int8_t* puzzle
 int grade(const int8_t* puzzle, const int8_t* solution, int8_t* order, int8_t* strategy,
           int max_strategy = kUniqueRectangle);
 
+// Per-cell hardness of a board (0 = blank; e.g. a puzzle with some blanks filled by a model).
+// hardness[c] of a blank c: the smallest s such that grade(board, nullptr, ..., max_strategy = s)
+// places c (the grader propagates: other placements may come first), or kGuess (7) when the seven
+// strategies do not place it; -1 for filled cells; kHardnessContradiction (-2) on every blank when
+// grading the board hits contradictory candidates (possible only if a filled digit is wrong).
+// Computed from one grade with all seven: grade(max_strategy = s) takes the same steps as the full
+// grader until the full one first needs a strategy harder than s, so the class of a cell is the
+// hardest strategy the full grader used up to and including the step that placed it.
+// immediate (may be null): per blank, 0 if it is a naked single on the board as given, 1 if a
+// hidden single there (and not naked), 2 if neither; -1 for filled cells; -2 on every blank when
+// the board itself is contradictory (two equal digits in a unit, a blank with no candidate, or a
+// digit with no place left in a unit). Returns grade's code (-2 when contradictory).
+constexpr int8_t kHardnessContradiction = -2;
+int cell_hardness(const int8_t* board, int8_t* hardness, int8_t* immediate);
+// The `immediate` part of cell_hardness alone (no grading).
+void immediate_singles(const int8_t* board, int8_t* immediate);
+
 // Applies strategy `s` once to a hand-built position: `grid` (0 = blank) and candidate masks
 // `cand` (ignored for filled cells). Updates both; returns 1 on progress, 0 on none, -1 if the
 // candidates became contradictory. For tests of the single strategies.

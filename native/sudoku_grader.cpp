@@ -355,3 +355,66 @@ int apply_strategy(int8_t* grid, uint16_t* cand, int s) {
 }
 
 }  // namespace sudoku
+
+namespace sudoku {
+
+void immediate_singles(const int8_t* board, int8_t* out) {
+    uint16_t cand[81];
+    bool ok = true;
+    for (int c = 0; c < 81; ++c) cand[c] = board[c] ? 0 : kAll;
+    for (int c = 0; c < 81 && ok; ++c) {
+        if (!board[c]) continue;
+        for (int p : G.peers[c]) {
+            if (board[p] == board[c]) ok = false;
+            cand[p] &= uint16_t(~(1u << (board[c] - 1)));
+        }
+    }
+    for (int c = 0; c < 81; ++c) {
+        out[c] = board[c] ? int8_t(-1) : int8_t(2);
+        if (!board[c] && !cand[c]) ok = false;
+        if (!board[c] && popcount(cand[c]) == 1) out[c] = kNakedSingle;
+    }
+    for (int u = 0; u < 27 && ok; ++u) {
+        uint16_t once = 0, more = 0, placed = 0;
+        for (int c : G.units[u]) {
+            more |= uint16_t(once & cand[c]);
+            once |= cand[c];
+            if (board[c]) placed |= uint16_t(1u << (board[c] - 1));
+        }
+        if ((once | placed) != kAll) ok = false;
+        const uint16_t exactly = uint16_t(once & ~more);
+        for (int c : G.units[u])
+            if ((cand[c] & exactly) && out[c] == 2) out[c] = kHiddenSingle;
+    }
+    if (!ok)
+        for (int c = 0; c < 81; ++c)
+            if (!board[c]) out[c] = kHardnessContradiction;
+}
+
+int cell_hardness(const int8_t* board, int8_t* hardness, int8_t* immediate) {
+    if (immediate) immediate_singles(board, immediate);
+    int8_t order[81], strategy[81];
+    const int rc = grade(board, nullptr, order, strategy, kUniqueRectangle);
+    if (rc == -2) {
+        for (int c = 0; c < 81; ++c) hardness[c] = board[c] ? int8_t(-1) : kHardnessContradiction;
+        return rc;
+    }
+    int8_t at_step[81];
+    int placed = 0;
+    for (int c = 0; c < 81; ++c) {
+        hardness[c] = board[c] ? int8_t(-1) : int8_t(kGuess);
+        if (order[c] >= 0) {
+            at_step[int(order[c])] = int8_t(c);
+            ++placed;
+        }
+    }
+    int hardest = -1;
+    for (int t = 0; t < placed; ++t) {
+        const int c = at_step[t];
+        hardest = std::max(hardest, int(strategy[c]));
+        hardness[c] = int8_t(hardest);
+    }
+    return rc;
+}
+
+}  // namespace sudoku
