@@ -265,3 +265,22 @@ def test_compare_puts_mdm_orders_and_arm_rows_in_one_table(tmp_path, capsys):
     assert "ARM, rowmajor order" in table and (tmp_path / "c.png").stat().st_size > 0
     err = failing(["sudoku", "compare", "--checkpoints", str(tmp_path / "nope"), "--n", "2"], capsys, 1)
     assert "no such checkpoint" in err
+
+
+def test_cell_and_digit_tokens_get_the_unit_vector_of_the_cell_they_write(engine_puzzles):
+    model = tiny_arm("solver", seed=5)
+    p, s = (torch.as_tensor(engine_puzzles[k][:2]).long() for k in ("puzzles", "solutions"))
+    seqs = arm.sequences(p, s, torch.as_tensor(arm.fill_orders(p.numpy(), s.numpy(), "solver")).long())
+    scheme = model.position_scheme
+    units = model.row_emb(model.row_idx) + model.col_emb(model.col_idx) + model.box_emb(model.box_idx)
+    named = scheme.embed_named(model, seqs, 0, seqs.shape[1])
+    assert torch.equal(named[:, :82], torch.zeros_like(named[:, :82]))  # the puzzle and SEP name nothing
+    for b in range(2):
+        for t in range(82, seqs.shape[1], 2):
+            if seqs[b, t] == arm.SEP:
+                assert not named[b, t:].any()
+                break
+            c = int(seqs[b, t]) - arm.CELL0
+            assert torch.equal(named[b, t], units[c]) and torch.equal(named[b, t + 1], units[c])
+    # a window sees the same vectors as the whole sequence
+    torch.testing.assert_close(scheme.embed_named(model, seqs, 91, 120), named[:, 91:120])

@@ -37,6 +37,12 @@ class PositionScheme:
         (A block key/value cache computes a window of positions; without one the window is the whole row.)"""
         return None
 
+    def embed_named(self, model: nn.Module, input_ids: torch.Tensor, start: int, end: int) -> torch.Tensor | None:
+        """Vectors [B, end - start, d] for positions that the tokens themselves name, or None (the default).
+        A scheme whose sequences write into a structure (a token that names the grid cell written next, as the
+        Sudoku ARM's do) gives those tokens that place's vector. `input_ids` is the whole sequence [B, L]."""
+        return None
+
     def rotary(self, model: nn.Module, start: int, end: int, device):
         """(cos, sin) tables [end - start, head_dim / 2] that rotate the queries and keys of positions
         start..end-1, or None."""

@@ -209,6 +209,9 @@ class Transformer(nn.Module):
         pos = self.position_scheme.embed(self, s, e, input_ids.device)  # the vectors of positions s..e-1
         if pos is not None:
             x = x + pos
+        named = self.position_scheme.embed_named(self, input_ids, s, e)  # positions the tokens name, if any
+        if named is not None:
+            x = x + named
         rope = self.position_scheme.rotary(self, s, e, input_ids.device)
         kpm = None if attention_mask is None else attention_mask.bool()
         for i, block in enumerate(self.blocks):

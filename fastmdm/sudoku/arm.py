@@ -12,7 +12,10 @@ Cell c is token ``CELL0 + c``. The order of the pairs is the ARM's curriculum:
   strategies are stuck), so the model learns where to write next as well as what.
 
 Positions: the 81 puzzle tokens get the row + column + box embeddings of their cells (as the MDM's do); the
-separator and the pairs get a learned embedding per slot. Teacher forcing predicts every token after the
+separator and the pairs get a learned embedding per slot, and a cell token and the digit after it also get the
+row + column + box embedding of the cell they write (`SudokuARMPositions.embed_named`), so the ARM sees the
+grid's structure in what it writes as the MDM does (Shah et al. write a row and a column token for the same
+reason). Teacher forcing predicts every token after the
 separator (cells and digits) from the ones before it.
 
 Decoding (`decode_arm`) writes one pair per blank, greedily: the cell is the row-major next blank (``rowmajor``)
@@ -67,6 +70,21 @@ class SudokuARMPositions(PositionScheme):
         units = model.row_emb(model.row_idx) + model.col_emb(model.col_idx) + model.box_emb(model.box_idx)
         slots = model.slot_emb(torch.arange(max(end - CELLS, 0), device=device))
         return torch.cat([units, slots])[start:end]
+
+    def embed_named(self, model, input_ids, start, end):
+        """A cell token and the digit after it get the row + column + box vector of the cell they write."""
+        lo = max(start - 1, 0)
+        ids = input_ids[:, lo:end].long()
+        pos = torch.arange(lo, end, device=ids.device)
+        after_sep = pos > CELLS
+        is_cell = (ids >= CELL0) & (ids < SEP) & after_sep
+        prev_cell = torch.nn.functional.pad(is_cell[:, :-1], (1, 0))
+        prev_ids = torch.nn.functional.pad(ids[:, :-1], (1, 0))
+        is_digit = (ids >= 1) & (ids <= 9) & prev_cell & after_sep
+        cell = torch.where(is_cell, ids - CELL0, torch.where(is_digit, prev_ids - CELL0, CELLS))
+        units = model.row_emb(model.row_idx) + model.col_emb(model.col_idx) + model.box_emb(model.box_idx)
+        table = torch.cat([units, units.new_zeros(1, units.shape[1])])  # row CELLS: no cell named
+        return table[cell[:, start - lo:]]
 
 
 register_positions(SudokuARMPositions())
