@@ -284,3 +284,32 @@ def test_cell_and_digit_tokens_get_the_unit_vector_of_the_cell_they_write(engine
             assert torch.equal(named[b, t], units[c]) and torch.equal(named[b, t + 1], units[c])
     # a window sees the same vectors as the whole sequence
     torch.testing.assert_close(scheme.embed_named(model, seqs, 91, 120), named[:, 91:120])
+
+
+def test_decode_order_is_the_step_each_blank_was_written(engine_puzzles):
+    model = tiny_arm("solver", seed=6)
+    p = torch.as_tensor(engine_puzzles["puzzles"][:3]).long()
+    a, _, w = arm.decode_arm(model, p, "solver", return_order=True)
+    assert ((w == -1) == (p != 0)).all()
+    for b in range(3):
+        n = int((p[b] == 0).sum())
+        assert sorted(w[b][p[b] == 0].tolist()) == list(range(n))
+
+
+def test_analyze_reports_an_arms_picks_beside_the_mdms(tmp_path, capsys):
+    from cli_helpers import failing
+
+    from fastmdm.checkpoint import save_model
+    from fastmdm.cli import main
+    armd = tmp_path / "arm"
+    save_model(armd, tiny_arm("solver"), extra={"train": {"arch": "arm-solver"}})
+    out = tmp_path / "res"
+    assert main(["sudoku", "analyze", "--n", "2", "--rates", "1", "--strategies", "margin", "--split", "standard",
+                 "--arm", str(armd), "--threads", "1", "--out", str(out), "--name", "a", "--no-plot"]) == 0
+    rep = json.loads((out / "a.json").read_text())
+    assert set(rep["splits"]["standard"]["orders"]) == {"margin", "arm-solver"}
+    assert rep["splits"]["standard"]["orders"]["arm-solver"]["puzzles"] == 2
+    mdm = tmp_path / "mdm"
+    save_model(mdm, sudoku_model("tiny"))
+    err = failing(["sudoku", "analyze", "--n", "2", "--arm", str(mdm), "--no-plot", "--out", str(out)], capsys, 1)
+    assert "not an autoregressive baseline" in err

@@ -193,9 +193,10 @@ def _last_logits(model, seqs, cache):
 
 
 @torch.no_grad()
-def decode_arm(model, puzzles: torch.Tensor, order: str, *, on_call=None) -> tuple[torch.Tensor, int]:
+def decode_arm(model, puzzles: torch.Tensor, order: str, *, on_call=None, return_order: bool = False):
     """(answers [B, 81], model calls) for puzzles [B, 81] (0 = blank), greedy; see the module docstring.
-    `on_call()`: called after each model call (progress bars)."""
+    `on_call()`: called after each model call (progress bars). `return_order`: also the step at which each
+    cell was written [B, 81] (-1 for clues), as `fastmdm.engine.Trace.order` gives it for an MDM."""
     check_order(order)
     if not is_arm(model):
         raise ValueError("model: not a Sudoku ARM (a causal Transformer with positions='sudoku-arm'); MDMs decode "
@@ -209,7 +210,8 @@ def decode_arm(model, puzzles: torch.Tensor, order: str, *, on_call=None) -> tup
     seqs = torch.cat([grid, torch.full((B, 1), SEP, dtype=torch.long, device=dev)], 1)
     calls = 0
     cache = AppendCache()
-    for _ in range(int(left.max()) if B else 0):
+    written_at = torch.full_like(grid, -1)
+    for t in range(int(left.max()) if B else 0):
         active = left > 0
         if order == "rowmajor":
             cell = torch.where(todo, torch.arange(CELLS, device=dev), CELLS).argmin(1)  # first open blank
@@ -228,9 +230,10 @@ def decode_arm(model, puzzles: torch.Tensor, order: str, *, on_call=None) -> tup
         seqs = torch.cat([seqs, torch.where(active, digit, SEP)[:, None]], 1)
         write = active & todo[rows, cell]
         grid[rows[write], cell[write]] = digit[write]
+        written_at[rows[write], cell[write]] = t
         todo[rows[write], cell[write]] = False
         left = todo.sum(1)
-    return grid, calls
+    return (grid, calls, written_at) if return_order else (grid, calls)
 
 
 def arm_model(preset_body: dict) -> Transformer:
@@ -272,3 +275,20 @@ def answer_arm(model, puzzles, *, batch_size: int = 256, progress: bool = False,
     if not answers:
         return np.zeros((0, 81), np.int8), np.zeros(0, bool), 0.0
     return np.concatenate(answers), np.concatenate(valid), float(np.mean(calls))
+
+
+def arm_decoder(model, *, batch_size: int = 256, bar=None):
+    """The ARM as a `fastmdm.sudoku.analyze.Decoder`: puzzles -> (answers, the step each cell was written)."""
+    order = arm_order_of(model)
+
+    def decode(puzzles):
+        answers, steps = [], []
+        for i in range(0, len(puzzles), batch_size):
+            p = torch.as_tensor(np.asarray(puzzles[i:i + batch_size])).long()
+            a, _, w = decode_arm(model, p, order, return_order=True, on_call=bar.update if bar is not None else None)
+            answers.append(a.cpu().to(torch.int8).numpy())
+            steps.append(w.cpu().numpy())
+        if not answers:
+            return np.zeros((0, 81), np.int8), np.zeros((0, 81), np.int64)
+        return np.concatenate(answers), np.concatenate(steps)
+    return decode
