@@ -5,6 +5,8 @@
 run 2's. Each stage lists only what differs from `TrainConfig`'s defaults. Paths are relative to a base
 directory (`out` and `cache_dir` under it; `init_from` names an earlier stage's `out`).
 
+`arm-solver` and `arm-rowmajor` are the autoregressive baselines' runs (checkpoints/ARM_CARD.md).
+
 `paper-gpu` is the one-GPU run of the `paper` preset that gpu_recipe.sh starts.
 
 `fastmdm sudoku train --recipe NAME --out BASE` lists the stages and runs them in order; `BASE/recipe.json`
@@ -51,6 +53,17 @@ RECIPES: dict[str, tuple[Stage, ...]] = {
         Stage("run3", "warm restart from run 2 at peak rate 5e-4 (the shipped checkpoint)",
               {**_SHIPPED_COMMON, "minutes": 112.0, "lr": 5e-4, "seed": 2, "eval_every": 2000, "threads": 2,
                "init_from": "sudoku-cpu2", "out": "sudoku-cpu3"}),
+    ),
+    # the autoregressive baselines (checkpoints/ARM_CARD.md): the same body, one thread each, run side by side
+    "arm-solver": (
+        Stage("arm-solver", "ARM, solver order, on one thread",
+              {**_SHIPPED_COMMON, "arch": "arm-solver", "minutes": 78.0, "lr": 1e-3, "eval_every": 500,
+               "eval_n": 100, "threads": 1, "cache_dir": "data", "out": "arm-solver"}),
+    ),
+    "arm-rowmajor": (
+        Stage("arm-rowmajor", "ARM, row-major order, on one thread",
+              {**_SHIPPED_COMMON, "arch": "arm-rowmajor", "minutes": 78.0, "lr": 1e-3, "eval_every": 500,
+               "eval_n": 100, "threads": 1, "cache_dir": "data", "out": "arm-rowmajor"}),
     ),
     "paper-gpu": (
         Stage("paper", "the paper preset on one GPU (bf16 autocast, fused AdamW)",
