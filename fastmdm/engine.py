@@ -34,6 +34,15 @@ LOGITS_CHUNK_BYTES = 16 << 20
 MIN_HIDDEN_CHUNK_ROWS = 256
 
 
+def row_blocks(n_rows: int, vocab: int, max_bytes: int | None = None) -> list[slice]:
+    """Slices covering rows 0..n_rows-1, each of at most max(1, max_bytes // (4 * vocab)) rows (max_bytes defaults
+    to LOGITS_CHUNK_BYTES). A scorer whose temporaries are [rows, V] float32 tensors (a softmax, a clone, a top-p
+    sort) computes them one block at a time and holds about max_bytes of them besides the chunk's own logits,
+    however many positions the chunk has; per-row operations give the same values as on the whole chunk."""
+    step = max(1, (max_bytes or LOGITS_CHUNK_BYTES) // (4 * max(int(vocab), 1)))
+    return [slice(i, min(i + step, n_rows)) for i in range(0, n_rows, step)]
+
+
 @dataclass
 class Trace:
     """What decoding returns with ``return_trace=True``.
