@@ -58,7 +58,9 @@ class LLaDAScorer:
         self.eos_id, self.eot_id, self.generator = eos_id, eot_id, generator
 
     def __call__(self, chunk: Chunk):
-        logits = chunk.logits()  # [N, V]
+        logits = chunk.logits()  # [N, V], a buffer the chunk owns
+        if self.temperature == 0:
+            return self._in_place(logits if logits.dtype == torch.float32 else logits.float())
         N = logits.shape[0]
         tokens = torch.empty(N, dtype=torch.long, device=logits.device)
         scores = torch.empty(N, dtype=torch.float32, device=logits.device)
@@ -71,6 +73,27 @@ class LLaDAScorer:
             scores = torch.where(torch.isnan(scores), scores,
                                  torch.rand(N, generator=self.generator, device=scores.device))
         return tokens, scores
+
+    def _in_place(self, z: torch.Tensor):
+        """Temperature 0 inside the float32 logits buffer `z` [N, V] itself, with no other [N, V] tensor: the mask
+        column is set aside during the argmax, and the softmax is exp(z - max) / sum, computed over `z`."""
+        if self.logits_eos_inf:
+            z[:, self.eos_id] = -math.inf
+        kept = z[:, self.mask_id].clone()
+        z[:, self.mask_id] = -math.inf  # fastmdm never produces the mask token
+        tokens = torch.argmax(z, dim=-1)
+        z[:, self.mask_id] = kept
+        top = z.amax(-1, keepdim=True)  # amax carries a row's NaN
+        nan_rows = torch.isnan(top[:, 0])
+        if self.remasking == "random":
+            scores = torch.where(nan_rows, math.nan, torch.rand(z.shape[0], generator=self.generator,
+                                                                 device=z.device))
+            return tokens, scores
+        if self.confidence_eos_eot_inf:
+            z[:, [self.eos_id, self.eot_id]] = -math.inf
+        z.sub_(top).exp_()
+        scores = z.gather(-1, tokens[:, None]).squeeze(-1) / z.sum(-1)
+        return tokens, torch.where(nan_rows, torch.full_like(scores, math.nan), scores)  # the loop reports NaN
 
     def _rows(self, z: torch.Tensor):
         z = z.float()  # [n, V]; a view of the chunk's logits when they are float32, never written
