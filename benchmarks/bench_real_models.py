@@ -435,6 +435,16 @@ def markdown(env: dict, rows: list[dict]) -> str:
              "kept: the process's peak after the timed run, which follows `fastmdm.keep_freed_memory()`.", "",
              f"Load: the 1-minute load average before -> after each mode, on {env['cores']} cores that other work "
              f"may share (whole run: {env['load_start'][0]:.2f} -> {env['load_end'][0]:.2f}).", ""]
+    if any(table[r["mode"]].group.startswith("fastdllm") for r in rows):
+        lines += ["The Fast-dLLM checkout runs on CPU as it is: its LLaDA takes its plain attention path "
+                  "(`flash_attention=False` in the config: torch's scaled_dot_product_attention, no flash_attn, no "
+                  "CUDA), and its Dream uses scaled_dot_product_attention. Written for transformers 4.x, it needs "
+                  "three things bridged at run time under transformers 5 (`_bridge_transformers5` and "
+                  "`fastdllm_llada` in the script): `config.use_cache` set on the LLaDA model, a 'default' entry in "
+                  "`ROPE_INIT_FUNCTIONS` for Dream's rotary embedding, and Dream's no-op "
+                  "`DreamGenerationConfig.validate` taking transformers 5's keyword; Dream's generation config is "
+                  "passed explicitly (`DreamGenerationConfig.from_model_config` fails under transformers 5). Not "
+                  "run: the checkout's block-cached Dream sampler (dream/model/generation_utils_block.py).", ""]
     for group in GROUPS:
         chosen = [r for r in rows if table[r["mode"]].group == group]
         if not chosen:
