@@ -34,6 +34,15 @@ LOGITS_CHUNK_BYTES = 16 << 20
 MIN_HIDDEN_CHUNK_ROWS = 256
 
 
+def row_blocks(n_rows: int, vocab: int, max_bytes: int | None = None) -> list[slice]:
+    """Slices covering rows 0..n_rows-1, each of at most max(1, max_bytes // (4 * vocab)) rows (max_bytes defaults
+    to LOGITS_CHUNK_BYTES). A scorer whose temporaries are [rows, V] float32 tensors (a softmax, a clone, a top-p
+    sort) computes them one block at a time and holds about max_bytes of them besides the chunk's own logits,
+    however many positions the chunk has; per-row operations give the same values as on the whole chunk."""
+    step = max(1, (max_bytes or LOGITS_CHUNK_BYTES) // (4 * max(int(vocab), 1)))
+    return [slice(i, min(i + step, n_rows)) for i in range(0, n_rows, step)]
+
+
 @dataclass
 class Trace:
     """What decoding returns with ``return_trace=True``.
@@ -51,11 +60,14 @@ class Chunk:
     flattened logits [B * L, V].
 
     A scorer reads ``hidden``/``weight``/``bias`` (hidden-state path) or ``source``/``rows`` (logits path), or
-    simply calls ``logits()``; ``materialized`` says whether ``logits()`` already holds a buffer of its own.
+    simply calls ``logits()``; ``materialized`` says whether ``logits()`` already holds a buffer of its own. That
+    buffer is the scorer's to overwrite during the call; on the hidden-state path the loop reuses its storage
+    for the next chunk, so a scorer copies what it keeps beyond the call.
     """
 
-    def __init__(self, *, source=None, rows=None, hidden=None, weight=None, bias=None):
+    def __init__(self, *, source=None, rows=None, hidden=None, weight=None, bias=None, buffer=None):
         self.source, self.rows, self.hidden, self.weight, self.bias = source, rows, hidden, weight, bias
+        self._buffer = buffer  # flat storage `logits()` may write the LM head's output into (hidden-state path)
         self._logits = None
 
     @property
@@ -78,10 +90,25 @@ class Chunk:
         """The positions' logits [N, V] (gathered or computed on first use, then kept)."""
         if self._logits is None:
             if self.hidden is not None:
-                self._logits = torch.nn.functional.linear(self.hidden, self.weight, self.bias)
+                self._logits = lm_head(self.hidden, self.weight, self.bias, self._buffer)
             else:
                 self._logits = self.source[self.rows]
         return self._logits
+
+
+def lm_head(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+            buffer: torch.Tensor | None = None) -> torch.Tensor:
+    """F.linear(hidden, weight, bias) [N, V], written into the first N * V elements of `buffer` when it is given
+    and holds them in the product's dtype (the same matrix product: addmm with a bias, mm without, as F.linear
+    runs on 2-D inputs); a new tensor otherwise, and under autocast."""
+    N, V = hidden.shape[0], weight.shape[0]
+    if buffer is None or buffer.numel() < N * V or not (hidden.dtype == weight.dtype == buffer.dtype) or \
+            (bias is not None and bias.dtype != weight.dtype) or torch.is_autocast_enabled(hidden.device.type):
+        return torch.nn.functional.linear(hidden, weight, bias)
+    z = buffer[:N * V].view(N, V)
+    if bias is None:
+        return torch.mm(hidden, weight.t(), out=z)
+    return torch.addmm(bias, hidden, weight.t(), out=z)
 
 
 @runtime_checkable
@@ -208,6 +235,7 @@ def decode(model, x, attention_mask, fillable, groups, *, plan: Plan, scorer: Sc
         V = weight.shape[0]
     whole = bool(getattr(scorer, "bounds_memory", False))
     still = fillable.clone()
+    buffer = None  # the LM head's output on the hidden-state path, reused by every chunk of every step
     big = torch.iinfo(torch.long).max
     current = torch.full((B,), -1, dtype=torch.long, device=x.device)
     nfe = 0
@@ -244,6 +272,12 @@ def decode(model, x, attention_mask, fillable, groups, *, plan: Plan, scorer: Sc
         per_chunk = max(1, (chunk_bytes or LOGITS_CHUNK_BYTES) // (4 * V))
         if use_hidden:
             per_chunk = rows.shape[0] if whole else max(per_chunk, MIN_HIDDEN_CHUNK_ROWS)
+        if use_hidden and not whole and (buffer is None or buffer.numel() < min(per_chunk, rows.shape[0]) * V):
+            # one buffer for the LM head's output, kept from step to step (grown when a chunk needs more): a
+            # fresh [N, V] tensor at every step, N changing from step to step, leaves the heap fragmented (or
+            # costs page faults when large blocks go back to the OS); the buffer is at most per_chunk x V
+            buffer = None
+            buffer = torch.empty(min(per_chunk, rows.shape[0]) * V, dtype=weight.dtype, device=weight.device)
         tokens = torch.empty(rows.shape[0], dtype=torch.long, device=x.device)
         scores = torch.empty(rows.shape[0], dtype=torch.float32, device=x.device)
         flat, chunk = (None if use_hidden else out.reshape(-1, V)), None
@@ -251,7 +285,7 @@ def decode(model, x, attention_mask, fillable, groups, *, plan: Plan, scorer: Sc
         with torch.no_grad():
             for i in range(0, rows.shape[0], per_chunk):
                 r, c = r_in[i:i + per_chunk], c_in[i:i + per_chunk]
-                chunk = Chunk(hidden=out[r, c], weight=weight, bias=bias) if use_hidden else \
+                chunk = Chunk(hidden=out[r, c], weight=weight, bias=bias, buffer=buffer) if use_hidden else \
                     Chunk(source=flat, rows=r * out.shape[1] + c)
                 tokens[i:i + per_chunk], scores[i:i + per_chunk] = scorer(chunk)
             bad = torch.isnan(scores)
@@ -260,7 +294,7 @@ def decode(model, x, attention_mask, fillable, groups, *, plan: Plan, scorer: Sc
                 h = out[r_in[j], c_in[j]]
                 z = torch.nn.functional.linear(h, weight, bias) if use_hidden else h
                 raise _bad_score_error(z, nfe, int(rows[j]), int(cols[j]), mask_id)
-        del out, flat, chunk  # the step's logits / hidden states are not kept through the next model call
+        del out, flat, chunk  # the step's hidden states / logits are not kept through the next model call
         if score_noise > 0:
             scores = scores + score_noise * ops.gumbel(scores.shape, generator=generator, device=scores.device,
                                                        dtype=torch.float32)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from toy import MASK, RandomLogits, TinyHF, padded_batch
 
-from fastmdm import adapters
+from fastmdm import adapters, engine
 from fastmdm.compat import dream
 
 
@@ -266,6 +266,18 @@ def test_sampling_is_reproducible_with_a_seeded_generator():
     b = dg(model, inputs, generator=torch.Generator().manual_seed(5), **kw)
     c = dg(model, inputs, generator=torch.Generator().manual_seed(6), **kw)
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("alg", ["maskgit_plus", "topk_margin", "entropy"])
+@pytest.mark.parametrize("temperature,top_p", [(0.0, None), (1.0, 0.9)])
+def test_scoring_a_few_rows_at_a_time_gives_the_tokens_of_the_whole_chunk(monkeypatch, alg, temperature, top_p):
+    model = adapters.from_hf(model_for(seed=31))  # the hidden-state path: one chunk holds every eligible position
+    inputs, am = padded_batch(lengths=(3, 5, 2))
+    kw = dict(attention_mask=am, max_new_tokens=6, steps=3, alg=alg, temperature=temperature, top_p=top_p)
+    whole = dg(model, inputs, generator=torch.Generator().manual_seed(4), **kw)
+    V = model.get_output_embeddings().weight.shape[0]
+    monkeypatch.setattr(engine, "LOGITS_CHUNK_BYTES", 4 * V * 2)  # the scorer's blocks: 2 rows
+    assert torch.equal(dg(model, inputs, generator=torch.Generator().manual_seed(4), **kw), whole)
 
 
 @pytest.mark.parametrize("alg", ["origin", "entropy"])

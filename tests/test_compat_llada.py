@@ -7,7 +7,7 @@ import pytest
 import torch
 from toy import MASK, RandomLogits, TinyHF, padded_batch
 
-from fastmdm import adapters
+from fastmdm import adapters, engine
 from fastmdm.compat import llada
 
 EOS, EOT = 5, 6
@@ -220,6 +220,19 @@ def test_temperature_sampling_is_reproducible_with_a_seeded_generator():
     c = gen(model, prompt, am, generator=torch.Generator().manual_seed(8), **kw)
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("remasking", ["low_confidence", "random"])
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_scoring_a_few_rows_at_a_time_gives_the_tokens_of_the_whole_chunk(monkeypatch, remasking, temperature):
+    model = adapters.from_hf(model_for(seed=23))  # the hidden-state path: one chunk holds every eligible position
+    prompt, am = padded_batch(lengths=(4, 6, 3))
+    kw = dict(steps=4, gen_length=8, block_length=4, temperature=temperature, remasking=remasking,
+              logits_eos_inf=True, confidence_eos_eot_inf=True, eos_id=EOS, eot_id=EOT)
+    whole = gen(model, prompt, am, generator=torch.Generator().manual_seed(3), **kw)
+    V = model.get_output_embeddings().weight.shape[0]
+    monkeypatch.setattr(engine, "LOGITS_CHUNK_BYTES", 4 * V * 2)  # the scorer's blocks: 2 rows
+    assert torch.equal(gen(model, prompt, am, generator=torch.Generator().manual_seed(3), **kw), whole)
 
 
 def test_mask_token_is_never_produced_even_when_the_model_prefers_it():

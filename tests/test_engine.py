@@ -273,3 +273,26 @@ def test_the_transformer_implements_the_block_cache(positions):
             kv.begin(torch.tensor([0, 2]), start, end, refresh=False)  # a subset of the rows
             out = model.forward_hidden(x[[0, 2]], am[[0, 2]], cache=kv)
             assert torch.allclose(out, full[[0, 2], start:end], atol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------
+# the LM head's output buffer
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_the_lm_head_written_into_a_buffer_is_f_linear_bit_for_bit(with_bias):
+    g = torch.Generator().manual_seed(0)
+    h, w = torch.randn(7, 16, generator=g), torch.randn(50, 16, generator=g)
+    b = torch.randn(50, generator=g) if with_bias else None
+    buffer = torch.full((9 * 50,), math.nan)
+    z = engine.lm_head(h, w, b, buffer)
+    assert z.data_ptr() == buffer.data_ptr() and z.shape == (7, 50)
+    assert torch.equal(z, torch.nn.functional.linear(h, w, b))
+
+
+def test_the_lm_head_makes_a_new_tensor_when_the_buffer_cannot_hold_the_product():
+    h, w = torch.randn(7, 16), torch.randn(50, 16)
+    for buffer in (torch.empty(6 * 50), torch.empty(7 * 50, dtype=torch.float64)):
+        z = engine.lm_head(h, w, None, buffer)
+        assert z.data_ptr() != buffer.data_ptr() and torch.equal(z, torch.nn.functional.linear(h, w))
+    z = engine.lm_head(h.bfloat16(), w.bfloat16(), None, torch.empty(7 * 50))
+    assert z.dtype == torch.bfloat16

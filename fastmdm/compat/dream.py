@@ -52,7 +52,7 @@ import torch
 
 from fastmdm import adapters, ops, validate
 from fastmdm.cache import supports_kv_cache
-from fastmdm.engine import Chunk, decode, has_hidden_path, logits_of
+from fastmdm.engine import Chunk, decode, has_hidden_path, logits_of, row_blocks
 from fastmdm.plans import generation_layout
 
 MASK_TOKEN_ID = 151666
@@ -138,32 +138,44 @@ class DreamScorer:
         self.mask_id, self.generator = mask_id, generator
 
     def __call__(self, chunk: Chunk):
-        z = chunk.logits().float()  # [N, V]
-        nan_rows = torch.isnan(z).any(-1)
+        logits = chunk.logits()  # [N, V]
+        N = logits.shape[0]
+        tokens = torch.empty(N, dtype=torch.long, device=logits.device)
+        scores = torch.empty(N, dtype=torch.float32, device=logits.device)
+        # a block of rows at a time: the softmax and the other temporaries below are [rows, V], not [N, V]
+        for rows in row_blocks(N, logits.shape[1]):
+            tokens[rows], scores[rows] = self._rows(logits[rows])
+        return tokens, scores
+
+    def _rows(self, z: torch.Tensor):
+        z = z.float()  # [n, V]; a view of the chunk's logits when they are float32, never written
+        nan_rows = torch.isnan(z.amax(-1))  # amax carries a row's NaN
         if self.temperature > 0:
             z = z / self.temperature
         probs = torch.softmax(filter_logits(z, self.top_p, self.top_k), dim=-1)  # Dream's distribution
-        allowed = probs.clone()
-        allowed[:, self.mask_id] = 0  # fastmdm never produces the mask token
-        empty = allowed.sum(-1) == 0  # the filters kept only the mask: fall back to the best other tokens
+        kept = probs[:, self.mask_id].clone()
+        probs[:, self.mask_id] = 0  # fastmdm never produces the mask token (restored below for the scores)
+        allowed = probs
+        empty = probs.amax(-1) == 0  # the filters kept only the mask: fall back to the best other tokens
         if bool(empty.any()):
             others = z.clone()
             others[:, self.mask_id] = -math.inf
-            allowed = torch.where(empty[:, None], torch.softmax(others, dim=-1), allowed)
+            allowed = torch.where(empty[:, None], torch.softmax(others, dim=-1), probs)
         if self.temperature > 0:
             noise = ops.gumbel(probs.shape, generator=self.generator, device=probs.device)
-            tokens = torch.argmax(torch.log(allowed.double()) + noise, dim=-1)  # a draw from `allowed`
+            tokens = torch.argmax(allowed.double().log_().add_(noise), dim=-1)  # a draw from `allowed`
         else:
             tokens = torch.argmax(allowed, dim=-1)
+        del allowed
+        probs[:, self.mask_id] = kept
         if self.alg == "topk_margin":
             top2 = torch.topk(probs, min(2, probs.shape[-1]), dim=-1).values
             scores = top2[:, 0] - (top2[:, 1] if top2.shape[-1] > 1 else 0)
         elif self.alg == "entropy":
-            scores = (probs * torch.log(probs + 1e-10)).sum(-1)
+            scores = (probs + 1e-10).log_().mul_(probs).sum(-1)
         else:  # maskgit_plus (and origin, which ignores scores)
             scores = probs.gather(-1, tokens[:, None]).squeeze(-1)
-        scores = torch.where(nan_rows, torch.full_like(scores, math.nan), scores)  # the loop reports NaN logits
-        return tokens, scores
+        return tokens, torch.where(nan_rows, torch.full_like(scores, math.nan), scores)  # the loop reports NaN
 
 
 class DreamPlan:

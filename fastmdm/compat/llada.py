@@ -38,7 +38,7 @@ import math
 import torch
 
 from fastmdm import ops, validate
-from fastmdm.engine import Chunk, decode
+from fastmdm.engine import Chunk, decode, row_blocks
 from fastmdm.guidance import CFGModel, prompt_positions
 from fastmdm.plans import StepsPlan, generation_layout
 
@@ -58,7 +58,45 @@ class LLaDAScorer:
         self.eos_id, self.eot_id, self.generator = eos_id, eot_id, generator
 
     def __call__(self, chunk: Chunk):
-        z = chunk.logits().float()  # [N, V]
+        logits = chunk.logits()  # [N, V], a buffer the chunk owns
+        if self.temperature == 0:
+            return self._in_place(logits if logits.dtype == torch.float32 else logits.float())
+        N = logits.shape[0]
+        tokens = torch.empty(N, dtype=torch.long, device=logits.device)
+        scores = torch.empty(N, dtype=torch.float32, device=logits.device)
+        # a block of rows at a time: the clones and the softmax below are [rows, V], not [N, V] (a chunk can hold
+        # a whole block of positions of a batch: 128 x 126,464 float32 logits are 62 MiB per buffer)
+        for rows in row_blocks(N, logits.shape[1]):
+            tokens[rows], scores[rows] = self._rows(logits[rows])
+        if self.remasking == "random":
+            # drawn after every block's Gumbel noise, as one [N] draw
+            scores = torch.where(torch.isnan(scores), scores,
+                                 torch.rand(N, generator=self.generator, device=scores.device))
+        return tokens, scores
+
+    def _in_place(self, z: torch.Tensor):
+        """Temperature 0 inside the float32 logits buffer `z` [N, V] itself, with no other [N, V] tensor: the mask
+        column is set aside during the argmax, and the softmax is exp(z - max) / sum, computed over `z`."""
+        if self.logits_eos_inf:
+            z[:, self.eos_id] = -math.inf
+        kept = z[:, self.mask_id].clone()
+        z[:, self.mask_id] = -math.inf  # fastmdm never produces the mask token
+        tokens = torch.argmax(z, dim=-1)
+        z[:, self.mask_id] = kept
+        top = z.amax(-1, keepdim=True)  # amax carries a row's NaN
+        nan_rows = torch.isnan(top[:, 0])
+        if self.remasking == "random":
+            scores = torch.where(nan_rows, math.nan, torch.rand(z.shape[0], generator=self.generator,
+                                                                 device=z.device))
+            return tokens, scores
+        if self.confidence_eos_eot_inf:
+            z[:, [self.eos_id, self.eot_id]] = -math.inf
+        z.sub_(top).exp_()
+        scores = z.gather(-1, tokens[:, None]).squeeze(-1) / z.sum(-1)
+        return tokens, torch.where(nan_rows, torch.full_like(scores, math.nan), scores)  # the loop reports NaN
+
+    def _rows(self, z: torch.Tensor):
+        z = z.float()  # [n, V]; a view of the chunk's logits when they are float32, never written
         if self.logits_eos_inf:
             z = z.clone()
             z[:, self.eos_id] = -math.inf
@@ -67,20 +105,20 @@ class LLaDAScorer:
         if self.temperature > 0:
             # LLaDA: argmax(exp(z) / (-log u)^T), float64 u; its log is z + T * Gumbel: a draw from softmax(z / T)
             noise = ops.gumbel(pick.shape, generator=self.generator, device=pick.device)
-            tokens = torch.argmax(pick.double() + self.temperature * noise, dim=-1)
+            tokens = torch.argmax(noise.mul_(self.temperature).add_(pick), dim=-1)
         else:
             tokens = torch.argmax(pick, dim=-1)
-        nan_rows = torch.isnan(z).any(-1)
+        del pick
+        nan_rows = torch.isnan(z.amax(-1))  # amax carries a row's NaN
         if self.remasking == "random":
-            scores = torch.rand(z.shape[0], generator=self.generator, device=z.device)
+            scores = torch.zeros(z.shape[0], device=z.device)
         else:
             conf = z
             if self.confidence_eos_eot_inf:
                 conf = z.clone()
                 conf[:, [self.eos_id, self.eot_id]] = -math.inf
             scores = torch.softmax(conf, dim=-1).gather(-1, tokens[:, None]).squeeze(-1)
-        scores = torch.where(nan_rows, torch.full_like(scores, math.nan), scores)  # the loop reports NaN logits
-        return tokens, scores
+        return tokens, torch.where(nan_rows, torch.full_like(scores, math.nan), scores)  # the loop reports NaN
 
 
 @torch.no_grad()
