@@ -106,8 +106,10 @@ def init_weights(model, mask_id: int, seed: int = 0) -> None:
 # ----------------------------------------------------------------------------------------------
 @torch.no_grad()
 def llada_loop(model, prompt, steps, gen_length=GEN, block_length=BLOCK, mask_id=LLADA_MASK):
-    """LLaDA's generate at temperature 0 with low_confidence remasking; returns (x, model calls)."""
-    x = torch.cat([prompt, torch.full((prompt.shape[0], gen_length), mask_id, dtype=torch.long)], 1)
+    """LLaDA's generate at temperature 0 with low_confidence remasking; returns (x, model calls). The softmax runs
+    in float32 (a no-op for a float32 model; a bf16 model's logits are widened first)."""
+    x = torch.cat([prompt, torch.full((prompt.shape[0], gen_length), mask_id, dtype=torch.long,
+                                      device=prompt.device)], 1)
     per_block = steps // (gen_length // block_length)
     P = prompt.shape[1]
     for b0 in range(P, P + gen_length, block_length):
@@ -116,7 +118,8 @@ def llada_loop(model, prompt, steps, gen_length=GEN, block_length=BLOCK, mask_id
             mask_index = x == mask_id
             logits = model(x)
             x0 = torch.argmax(logits, dim=-1)
-            conf = torch.gather(F.softmax(logits, dim=-1), -1, x0[..., None]).squeeze(-1)
+            conf = torch.gather(F.softmax(logits.float(), dim=-1), -1, x0[..., None]).squeeze(-1)
+            del logits
             conf[:, b0 + block_length:] = -torch.inf
             conf = torch.where(mask_index, conf, -torch.inf)
             for j in range(x.shape[0]):

@@ -31,7 +31,9 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_real_models import llada_loop
 
 from fastmdm.models import LLaDA, LlamaStyleConfig
 
@@ -64,33 +66,10 @@ def build(shape: dict, device, dtype) -> LLaDA:
     return model
 
 
-@torch.no_grad()
-def llada_loop(model, prompt, steps, gen, block):
-    """LLaDA's loop at temperature 0, low-confidence remasking, on full logits."""
-    B, P = prompt.shape
-    x = torch.cat([prompt, torch.full((B, gen), MASK, dtype=torch.long, device=prompt.device)], 1)
-    per_block = steps // (gen // block)
-    for b0 in range(P, P + gen, block):
-        n = (x[:, b0:b0 + block] == MASK).sum(1)
-        for s in range(per_block):
-            mask_index = x == MASK
-            logits = model(x)
-            x0 = torch.argmax(logits, dim=-1)
-            conf = torch.gather(F.softmax(logits.float(), dim=-1), -1, x0[..., None]).squeeze(-1)
-            del logits
-            conf[:, b0 + block:] = -torch.inf
-            conf = torch.where(mask_index, conf, -torch.inf)
-            for j in range(B):
-                k = int(n[j] // per_block + (s < n[j] % per_block))
-                idx = torch.topk(conf[j], k).indices
-                x[j, idx] = x0[j, idx]
-    return x, steps
-
-
 def run_mode(mode, model, prompt, steps, gen, block):
     from fastmdm.compat import fastdllm, llada
     if mode == "llada":
-        return llada_loop(model, prompt, steps, gen, block)
+        return llada_loop(model, prompt, steps, gen, block, mask_id=MASK)
     if mode == "fastmdm":
         return llada.generate(model, prompt, steps=steps, gen_length=gen, block_length=block), steps
     fn = fastdllm.generate_with_prefix_cache if mode == "prefix" else fastdllm.generate_with_dual_cache
