@@ -17,12 +17,12 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from bench_common import cpu_model, git_commit, timed
 
 from fastmdm import _native
 from fastmdm.nae import engine
@@ -30,32 +30,6 @@ from fastmdm.nae.engine import Task
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TASKS = (Task(latents=25, observations=275), Task(latents=100, observations=200))
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def _timed(fn):
-    load0 = os.getloadavg()[0]
-    w0, c0 = time.perf_counter(), time.process_time()
-    out = fn()
-    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
-    return out, wall, cpu, load0, os.getloadavg()[0]
 
 
 def _row(what: str, task: Task, n: int, threads: int, wall: float, cpu: float, l0: float, l1: float) -> dict:
@@ -78,10 +52,10 @@ def measure(task: Task, n: int, threads: int) -> tuple[dict, dict]:
     # one untimed run first: numpy's first buffer of this size is fresh memory whose first-touch page faults
     # would land in the first timed row only (later runs reuse the freed pages)
     engine.generate(n, task, seed=1, threads=threads)
-    seqs, wall, cpu, l0, l1 = _timed(lambda: engine.generate(n, task, seed=2024, threads=threads))
+    seqs, wall, cpu, l0, l1 = timed(lambda: engine.generate(n, task, seed=2024, threads=threads))
     gen = _row("generate", task, n, threads, wall, cpu, l0, l1)
     gen["observation_ones"] = round(float(seqs[:, task.observation_positions].mean()), 4)
-    r, wall, cpu, l0, l1 = _timed(lambda: engine.check(seqs, task, threads=threads))
+    r, wall, cpu, l0, l1 = timed(lambda: engine.check(seqs, task, threads=threads))
     assert r.ok.all()
     return gen, _row("check", task, n, threads, wall, cpu, l0, l1)
 
@@ -104,12 +78,12 @@ def main(argv=None) -> int:
     info = {
         "command": "python benchmarks/bench_nae_generate.py" + (" --quick" if args.quick else ""),
         "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cores": cores,
         "python": platform.python_version(),
         "numpy": np.__version__,
         "compiler": _native.compiler(),
-        "git": _git_commit(),
+        "git": git_commit(),
         "target_seqs_per_s": 100_000,
         "best_generate_seqs_per_s": best,
         "worst_generate_seqs_per_s": min(r["seqs_per_s"] for r in gen),

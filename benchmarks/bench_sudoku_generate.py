@@ -18,12 +18,12 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from bench_common import cpu_model, git_commit, timed
 
 from fastmdm import _native
 from fastmdm.sudoku import engine
@@ -31,34 +31,8 @@ from fastmdm.sudoku import engine
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def _timed(fn):
-    load0 = os.getloadavg()[0]
-    w0, c0 = time.perf_counter(), time.process_time()
-    out = fn()
-    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
-    return out, wall, cpu, load0, os.getloadavg()[0]
-
-
 def measure_generate(n: int, split: str, threads: int, seed: int = 2024) -> dict:
-    data, wall, cpu, l0, l1 = _timed(lambda: engine.generate(n, split, seed=seed, threads=threads))
+    data, wall, cpu, l0, l1 = timed(lambda: engine.generate(n, split, seed=seed, threads=threads))
     d = data["difficulty"]
     return {
         "what": f"generate {split}",
@@ -87,7 +61,7 @@ def measure_solve_and_grade(data: dict, threads: int) -> list[dict]:
             p, 2, np.zeros(n, np.int32), np.zeros_like(p), threads, True)),
         ("grade (seven strategies)", lambda: engine.grade_batch(p, s, threads)),
     ):
-        _, wall, cpu, l0, l1 = _timed(fn)
+        _, wall, cpu, l0, l1 = timed(fn)
         rows.append({"what": name, "n": n, "threads": threads, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
                      "puzzles_per_s": round(n / wall, 1), "puzzles_per_cpu_s": round(n / cpu, 1),
                      "us_per_puzzle_cpu": round(cpu / n * 1e6, 2), "load_before": round(l0, 2),
@@ -118,12 +92,12 @@ def main(argv=None) -> int:
     info = {
         "command": "python benchmarks/bench_sudoku_generate.py" + (" --quick" if args.quick else ""),
         "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cores": cores,
         "python": platform.python_version(),
         "numpy": np.__version__,
         "compiler": _native.compiler(),
-        "git": _git_commit(),
+        "git": git_commit(),
         "million_standard_minutes_at_best_wall_rate": round(1e6 / best / 60, 1),
         "million_standard_minutes_if_all_cores_free": round(1e6 / (cpu_rate * cores) / 60, 1),
     }

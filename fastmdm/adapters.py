@@ -382,6 +382,19 @@ def bf16_is_fast(device) -> bool:
     return "amx_bf16" in cpu_flags()
 
 
+def cpu_model() -> str:
+    """The CPU's model name as Linux lists it in /proc/cpuinfo (else what `platform` knows)."""
+    import platform  # noqa: PLC0415
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def cpu_flags() -> set[str]:
     """The CPU's feature flags as Linux lists them in /proc/cpuinfo (empty elsewhere)."""
     try:

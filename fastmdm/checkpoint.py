@@ -94,6 +94,25 @@ def atomic_write_json(path, obj) -> None:
     _atomic(Path(path), write)
 
 
+def atomic_write_text(path, text: str) -> None:
+    _atomic(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def atomic_save_npz(path, arrays: dict) -> None:
+    """An uncompressed `.npz` with fixed zip timestamps (the same arrays give the same bytes), written atomically."""
+    import zipfile  # noqa: PLC0415  (only data commands write npz)
+
+    import numpy as np  # noqa: PLC0415
+
+    def write(tmp):
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for name, arr in arrays.items():
+                info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+                with zf.open(info, "w", force_zip64=True) as f:
+                    np.lib.format.write_array(f, np.asarray(arr), allow_pickle=False)
+    _atomic(Path(path), write)
+
+
 def atomic_save_tensors(path, tensors: dict, metadata: dict | None = None) -> None:
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     _atomic(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))

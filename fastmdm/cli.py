@@ -12,6 +12,7 @@ import argparse
 import math
 import os
 import sys
+from pathlib import Path
 
 from fastmdm.runtime import keep_freed_memory
 
@@ -113,6 +114,21 @@ def device(text: str) -> str:
     if d.type == "mps" and not torch.backends.mps.is_available():
         raise argparse.ArgumentTypeError(f"{text}: MPS is not available here; pass --device cpu")
     return text
+
+
+def check_writable(option: str, path: str | None) -> None:
+    """Refuse, before a long run, an output path whose directory does not exist ('-' is standard output)."""
+    if path not in (None, "-") and not Path(path).resolve().parent.is_dir():
+        raise CommandError(f"{option} {path}: its directory does not exist; create it first")
+
+
+def write_text_output(path: str | None, text: str) -> None:
+    """`text` to standard output (path None or '-') or atomically to a file."""
+    if path is None or path == "-":
+        sys.stdout.write(text)
+        return
+    from fastmdm.checkpoint import atomic_write_text  # noqa: PLC0415
+    atomic_write_text(path, text)
 
 
 def add_command(sub, name: str, func, help: str, **kwargs) -> Parser:

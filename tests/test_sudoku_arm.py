@@ -272,7 +272,8 @@ def test_cell_and_digit_tokens_get_the_unit_vector_of_the_cell_they_write(engine
     p, s = (torch.as_tensor(engine_puzzles[k][:2]).long() for k in ("puzzles", "solutions"))
     seqs = arm.sequences(p, s, torch.as_tensor(arm.fill_orders(p.numpy(), s.numpy(), "solver")).long())
     scheme = model.position_scheme
-    units = model.row_emb(model.row_idx) + model.col_emb(model.col_idx) + model.box_emb(model.box_idx)
+    from fastmdm.sudoku.positions import unit_vectors
+    units = unit_vectors(model)
     named = scheme.embed_named(model, seqs, 0, seqs.shape[1])
     assert torch.equal(named[:, :82], torch.zeros_like(named[:, :82]))  # the puzzle and SEP name nothing
     for b in range(2):

@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import zipfile
-from pathlib import Path
 
 import numpy as np
 
@@ -15,9 +13,11 @@ from fastmdm.cli import (
     UsageError,
     add_command,
     add_debug,
+    check_writable,
     count,
     int_at_least,
     positive_int,
+    write_text_output,
 )
 from fastmdm.nae import engine, files
 
@@ -40,20 +40,6 @@ def _task_from(args, defaults: bool) -> engine.Task | None:
         raise UsageError(f"{_option(name)}: {e}" if name in _TASK_OPTIONS else str(e)) from None
 
 
-def _write_text(path: str | None, text: str) -> None:
-    if path is None or path == "-":
-        sys.stdout.write(text)
-        return
-    out = Path(path)
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def cmd_generate(args: argparse.Namespace) -> int:
     fmt = args.format or ("npz" if args.out and args.out.endswith(".npz") else "txt")
     if fmt == "npz" and (args.out is None or args.out == "-"):
@@ -61,8 +47,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.seed >= 2**64:
         raise UsageError(f"--seed: expected an integer below 2**64, got {args.seed}")
     task = _task_from(args, defaults=True)
-    if args.out not in (None, "-") and not Path(args.out).resolve().parent.is_dir():
-        raise CommandError(f"--out {args.out}: its directory does not exist; create it first")
+    check_writable("--out", args.out)
     try:
         tokens = engine.generate(args.n, task, args.seed, threads=args.threads, progress=not args.quiet)
     except ValueError as e:
@@ -71,7 +56,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         if fmt == "npz":
             files.save_npz(args.out, tokens, task, seed=args.seed)
         else:
-            _write_text(args.out, files.format_lines(tokens, task, seed=args.seed))
+            write_text_output(args.out, files.format_lines(tokens, task, seed=args.seed))
     except OSError as e:
         raise CommandError(f"--out {args.out}: cannot write it ({e.strerror or e})") from None
     if not args.quiet and args.out not in (None, "-") and len(tokens):

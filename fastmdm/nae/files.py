@@ -13,11 +13,10 @@ give the same bytes.
 from __future__ import annotations
 
 import os
-import zipfile
-from pathlib import Path
 
 import numpy as np
 
+from fastmdm.checkpoint import atomic_save_npz
 from fastmdm.nae.engine import Task, as_sequences
 
 HEADER = "# fastmdm nae"
@@ -117,18 +116,7 @@ def save_npz(path, tokens, task: Task, seed: int | None = None) -> None:
     arrays.update({k: np.array(getattr(task, k), np.uint64) for k in _TASK_KEYS})
     if seed is not None:
         arrays["seed"] = np.array(seed, np.uint64)
-    path = Path(path)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
-            for name, a in arrays.items():
-                info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
-                with zf.open(info, "w", force_zip64=True) as f:
-                    np.lib.format.write_array(f, np.asarray(a), allow_pickle=False)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_save_npz(path, arrays)
 
 
 def load_npz(path, task: Task | None = None) -> tuple[np.ndarray, Task]:

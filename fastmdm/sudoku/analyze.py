@@ -272,13 +272,8 @@ def environment(command: str, device: str = "cpu", threads: int | None = None) -
            "python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
            "fastmdm": fastmdm.__version__, "native_compiler": _native.compiler(), "device": device,
            "torch_threads": torch.get_num_threads(), "engine_threads": threads}
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    env["cpu"] = f"{cpu}, {os.cpu_count()} logical cores"
+    from fastmdm.adapters import cpu_model  # noqa: PLC0415
+    env["cpu"] = f"{cpu_model()}, {os.cpu_count()} logical cores"
     if str(device).startswith("cuda"):
         env["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return env

@@ -33,8 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastmdm.models import Transformer, TransformerConfig
-from fastmdm.models.positions import PositionScheme, register_positions
-from fastmdm.sudoku.positions import CELLS, cell_units
+from fastmdm.models.positions import register_positions
+from fastmdm.sudoku.positions import CELLS, SudokuPositions, unit_vectors
 
 ORDERS = ("rowmajor", "solver")
 ARCHS = ("mdm", *(f"arm-{o}" for o in ORDERS))
@@ -45,7 +45,7 @@ MAX_BLANKS = CELLS - 17    # a unique Sudoku has at least 17 clues
 MAX_LEN = CELLS + 1 + 2 * MAX_BLANKS
 
 
-class SudokuARMPositions(PositionScheme):
+class SudokuARMPositions(SudokuPositions):
     """Row + column + box embeddings for the 81 puzzle tokens, then a learned vector per later slot."""
 
     name = "sudoku-arm"
@@ -56,18 +56,14 @@ class SudokuARMPositions(PositionScheme):
                              f"{config.max_len}")
 
     def add_to(self, model, config):
-        model.row_emb = nn.Embedding(9, config.d_model)
-        model.col_emb = nn.Embedding(9, config.d_model)
-        model.box_emb = nn.Embedding(9, config.d_model)
+        super().add_to(model, config)
         model.slot_emb = nn.Embedding(config.max_len - CELLS, config.d_model)
-        for name, idx in zip(("row_idx", "col_idx", "box_idx"), cell_units()):
-            model.register_buffer(name, idx, persistent=False)
 
     def check_length(self, length, config):
         return None if length <= config.max_len else f"max_len={config.max_len}"
 
     def embed(self, model, start, end, device):
-        units = model.row_emb(model.row_idx) + model.col_emb(model.col_idx) + model.box_emb(model.box_idx)
+        units = unit_vectors(model)
         slots = model.slot_emb(torch.arange(max(end - CELLS, 0), device=device))
         return torch.cat([units, slots])[start:end]
 
@@ -82,7 +78,7 @@ class SudokuARMPositions(PositionScheme):
         prev_ids = torch.nn.functional.pad(ids[:, :-1], (1, 0))
         is_digit = (ids >= 1) & (ids <= 9) & prev_cell & after_sep
         cell = torch.where(is_cell, ids - CELL0, torch.where(is_digit, prev_ids - CELL0, CELLS))
-        units = model.row_emb(model.row_idx) + model.col_emb(model.col_idx) + model.box_emb(model.box_idx)
+        units = unit_vectors(model)
         table = torch.cat([units, units.new_zeros(1, units.shape[1])])  # row CELLS: no cell named
         return table[cell[:, start - lo:]]
 

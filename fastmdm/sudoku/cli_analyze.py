@@ -135,7 +135,7 @@ def cmd_analyze(args) -> int:
 
 
 def register(sudoku_sub, top_sub=None) -> None:
-    from fastmdm.sudoku.cli_model import split_list  # noqa: PLC0415
+    from fastmdm.sudoku.cli_model import puzzle_set_args  # noqa: PLC0415
     p = add_command(sudoku_sub, "analyze", cmd_analyze,
                     "where the model's errors live: error and picks by the hardness class of each cell",
                     description="On test puzzles: the model's one-call error and loss per hardness class on random "
@@ -143,11 +143,7 @@ def register(sudoku_sub, top_sub=None) -> None:
                                 "on the board before its step) and how often it is wrong; and where failed decodes "
                                 "go wrong first. Writes NAME.json, NAME.md and NAME.png into --out.")
     common.checkpoint_arg(p)
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--split", type=split_list, default=None,
-                   help="standard, hard, or both as 'standard,hard' (default: both)")
-    g.add_argument("--file", default=None,
-                   help="puzzles file: '<puzzle> <solution>' per line, or puzzles alone (the engine solves them)")
+    puzzle_set_args(p)
     p.add_argument("--n", type=positive_int, default=None,
                    help=f"puzzles per split (default: {ANALYZE_N}; with --file, all of them)")
     p.add_argument("--strategies", type=common.strategy_list, default=DEFAULT_ORDERS,

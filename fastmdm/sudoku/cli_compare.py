@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from fastmdm.cli import CommandError, UsageError, add_command, device, positive_int
+from fastmdm.cli import CommandError, UsageError, add_command, check_writable, device, positive_int
 from fastmdm.sudoku import cli_common as common
 from fastmdm.sudoku.evaluate import DEFAULT_STRATEGIES
 
@@ -21,7 +21,7 @@ def cmd_compare(args) -> int:
 
     from fastmdm.checkpoint import atomic_write_json  # noqa: PLC0415
     from fastmdm.sudoku import compare  # noqa: PLC0415
-    from fastmdm.sudoku.cli_model import EVAL_N, _writable  # noqa: PLC0415
+    from fastmdm.sudoku.cli_model import EVAL_N  # noqa: PLC0415
     from fastmdm.sudoku.data import test_set  # noqa: PLC0415
     common.apply_threads(args)
     checkpoints = _checkpoint_list(args.checkpoints)
@@ -30,7 +30,7 @@ def cmd_compare(args) -> int:
             raise CommandError(f"--checkpoints: {ck}: no such checkpoint directory ('shipped' names the shipped "
                                "model)")
     for opt, path in (("--json", args.json), ("--md", args.md), ("--plot", args.plot)):
-        _writable(opt, path)
+        check_writable(opt, path)
     n = args.n or EVAL_N
     sets = {s: test_set(s, n, args.cache_dir) for s in args.split}
     print(f"fastmdm sudoku compare: {len(checkpoints)} checkpoints on {n:,} puzzles per split "

@@ -2,13 +2,20 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from pathlib import Path
 
 import numpy as np
 
-from fastmdm.cli import CommandError, UsageError, add_command, count, int_at_least, positive_int
+from fastmdm.cli import (
+    CommandError,
+    UsageError,
+    add_command,
+    check_writable,
+    count,
+    int_at_least,
+    positive_int,
+    write_text_output,
+)
 from fastmdm.sudoku import engine, grids
 
 
@@ -20,26 +27,11 @@ def format_lines(data: dict[str, np.ndarray]) -> str:
     return "".join(f"{a.tobytes().decode()} {b.tobytes().decode()} {n}\n" for a, b, n in zip(p, s, names))
 
 
-def _write_text(path: str | None, text: str) -> None:
-    if path is None or path == "-":
-        sys.stdout.write(text)
-        return
-    out = Path(path)
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def cmd_generate(args: argparse.Namespace) -> int:
     fmt = args.format or ("npz" if args.out and args.out.endswith(".npz") else "txt")
     if fmt == "npz" and (args.out is None or args.out == "-"):
         raise UsageError("--format npz needs --out FILE: binary data does not go to stdout")
-    if args.out not in (None, "-") and not Path(args.out).resolve().parent.is_dir():
-        raise CommandError(f"--out {args.out}: its directory does not exist; create it first")
+    check_writable("--out", args.out)
     try:
         data = engine.generate(args.n, args.split, args.seed, threads=args.threads, progress=not args.quiet,
                                min_clues=args.min_clues, max_clues=args.max_clues)
@@ -57,7 +49,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             }
             grids.save_npz(args.out, {**data, **meta})
         else:
-            _write_text(args.out, format_lines(data))
+            write_text_output(args.out, format_lines(data))
     except OSError as e:
         raise CommandError(f"--out {args.out}: cannot write it ({e.strerror or e})") from None
     if not args.quiet and args.out not in (None, "-"):

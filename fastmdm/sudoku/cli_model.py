@@ -5,14 +5,22 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
-from fastmdm.cli import CommandError, UsageError, add_command, count, positive_int
+from fastmdm.cli import CommandError, UsageError, add_command, check_writable, count, positive_int
 from fastmdm.sudoku import cli_common as common
 from fastmdm.sudoku.evaluate import DEFAULT_STRATEGIES, schedule_label
 
 #: puzzles per test split when `eval --n` is not given
 EVAL_N = 1000
+
+
+def puzzle_set_args(p) -> None:
+    """--split | --file: the test splits, or a file of puzzles (with or without solutions)."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--split", type=split_list, default=None,
+                   help="standard, hard, or both as 'standard,hard' (default: both)")
+    g.add_argument("--file", default=None,
+                   help="puzzles file: '<puzzle> <solution>' per line, or puzzles alone (the engine solves them)")
 
 
 def split_list(text: str) -> list[str]:
@@ -22,12 +30,6 @@ def split_list(text: str) -> list[str]:
     if not names or bad:
         raise argparse.ArgumentTypeError(f"expected standard, hard or 'standard,hard', got {text!r}")
     return names
-
-
-def _writable(option: str, path: str | None) -> None:
-    """Refuse before a long run an output path that cannot be written at its end."""
-    if path is not None and not Path(path).resolve().parent.is_dir():
-        raise CommandError(f"{option} {path}: its directory does not exist; create it first")
 
 
 def load_eval_sets(args) -> dict:
@@ -73,13 +75,9 @@ def environment(args) -> dict:
     import shlex  # noqa: PLC0415
 
     import torch  # noqa: PLC0415
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {"command": shlex.join(["fastmdm", *getattr(args, "_argv", [])]), "cpu": cpu,
+
+    from fastmdm.adapters import cpu_model  # noqa: PLC0415
+    return {"command": shlex.join(["fastmdm", *getattr(args, "_argv", [])]), "cpu": cpu_model(),
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "date": datetime.date.today().isoformat()}
 
@@ -114,8 +112,8 @@ def cmd_eval(args) -> int:
             dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
         if device.startswith("cuda"):
             device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-    _writable("--json", args.json)
-    _writable("--plot", args.plot)
+    check_writable("--json", args.json)
+    check_writable("--plot", args.plot)
     precision = smodel.resolve_precision(args.precision, device)
     model, _ = common.load_model(args, device, precision)
     sets = load_eval_sets(args)
@@ -241,11 +239,7 @@ def register(sudoku_sub, top_sub) -> None:
     from fastmdm.sudoku.demo import DEFAULT_N  # noqa: PLC0415
     p = add_command(sudoku_sub, "eval", cmd_eval, "puzzle accuracy per decoding strategy")
     common.checkpoint_arg(p)
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--split", type=split_list, default=None,
-                   help="standard, hard, or both as 'standard,hard' (default: both)")
-    g.add_argument("--file", default=None,
-                   help="puzzles file: '<puzzle> <solution>' per line, or puzzles alone (the engine solves them)")
+    puzzle_set_args(p)
     p.add_argument("--strategies", type=common.strategy_list, default=DEFAULT_STRATEGIES,
                    help="comma-separated decoding strategies (default: random,confidence,margin,entropy)")
     p.add_argument("--n", "--num-puzzles", dest="n", type=positive_int, default=None,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -272,18 +271,6 @@ def augment(puzzles: torch.Tensor, solutions: torch.Tensor,
 
 def save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
     """Write arrays to an uncompressed `.npz` with fixed zip timestamps (same arrays, same bytes),
-    atomically (temporary file, then os.replace)."""
-    import zipfile  # noqa: PLC0415
-
-    path = Path(path)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
-            for name, arr in arrays.items():
-                info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
-                with zf.open(info, "w", force_zip64=True) as f:
-                    np.lib.format.write_array(f, np.asarray(arr), allow_pickle=False)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomically (`fastmdm.checkpoint.atomic_save_npz`)."""
+    from fastmdm.checkpoint import atomic_save_npz  # noqa: PLC0415
+    atomic_save_npz(path, arrays)

@@ -23,6 +23,11 @@ def cell_units(device=None):
     return row, col, (row // 3) * 3 + col // 3
 
 
+def unit_vectors(model) -> torch.Tensor:
+    """Each cell's row + column + box vector [81, d] (of a model whose scheme added these embeddings)."""
+    return model.row_emb(model.row_idx) + model.col_emb(model.col_idx) + model.box_emb(model.box_idx)
+
+
 class SudokuPositions(PositionScheme):
     name = "sudoku"
 
@@ -42,8 +47,7 @@ class SudokuPositions(PositionScheme):
         return None if length == CELLS else "a Sudoku model takes exactly 81 cells"
 
     def embed(self, model, start, end, device):
-        units = model.row_emb(model.row_idx) + model.col_emb(model.col_idx) + model.box_emb(model.box_idx)
-        return units[start:end]
+        return unit_vectors(model)[start:end]
 
 
 register_positions(SudokuPositions())
