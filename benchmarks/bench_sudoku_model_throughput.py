@@ -27,7 +27,8 @@ import fastmdm
 from fastmdm.adapters import autocast, bf16_is_fast
 from fastmdm.sudoku import data as sdata
 from fastmdm.sudoku.model import sudoku_model
-from fastmdm.sudoku.train import MDMObjective, make_batch
+from fastmdm.sudoku.train import make_batch
+from fastmdm.training import MDMObjective
 
 PRESETS = ("cpu", "paper")
 

@@ -95,6 +95,23 @@ def number_at_least(minimum: float, strict: bool = False):
     return parse
 
 
+def strategy(text: str) -> str:
+    from fastmdm.strategies import STRATEGIES  # noqa: PLC0415
+    if text not in STRATEGIES:
+        raise argparse.ArgumentTypeError(f"unknown decoding strategy {text!r}; use one of "
+                                         f"{', '.join(sorted(STRATEGIES))}")
+    return text
+
+
+def strategy_list(text: str) -> tuple[str, ...]:
+    names = tuple(s.strip() for s in text.split(",") if s.strip())
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated strategies such as margin,random, got {text!r}")
+    for s in names:
+        strategy(s)
+    return names
+
+
 def device(text: str) -> str:
     """'cpu', 'cuda', 'cuda:N' or 'mps', available on this machine."""
     import torch  # noqa: PLC0415
@@ -114,6 +131,19 @@ def device(text: str) -> str:
     if d.type == "mps" and not torch.backends.mps.is_available():
         raise argparse.ArgumentTypeError(f"{text}: MPS is not available here; pass --device cpu")
     return text
+
+
+def environment(args) -> dict:
+    """What a results file records about the run: the command, the CPU, torch's version and the date."""
+    import datetime  # noqa: PLC0415
+    import shlex  # noqa: PLC0415
+
+    import torch  # noqa: PLC0415
+
+    from fastmdm.adapters import cpu_model  # noqa: PLC0415
+    return {"command": shlex.join(["fastmdm", *getattr(args, "_argv", [])]), "cpu": cpu_model(),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "date": datetime.date.today().isoformat()}
 
 
 def check_writable(option: str, path: str | None) -> None:
@@ -162,7 +192,7 @@ def build_parser() -> Parser:
     from fastmdm import example  # noqa: PLC0415
     example.register(sub)
     _register_native_app(sub, "sudoku", "Sudoku", "Sudoku data, training, evaluation")
-    _register_native_app(sub, "nae", "L&O-NAE-SAT", "L&O-NAE-SAT data and checking")
+    _register_native_app(sub, "nae", "L&O-NAE-SAT", "L&O-NAE-SAT data, training, evaluation")
     return parser
 
 

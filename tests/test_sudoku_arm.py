@@ -113,14 +113,21 @@ def test_teacher_forcing_loss_equals_the_loss_computed_one_prefix_at_a_time(engi
     seqs = arm.sequences(p, s, r)
     with torch.no_grad():
         loss = arm.arm_loss(model, seqs)
-        terms = []
+        weighted = {w: arm.arm_loss(model, seqs, cell_weight=w) for w in (0.0, 0.3)}
+        terms, cell = [], []
         for b in range(len(p)):
             for t in range(82, seqs.shape[1]):
                 if seqs[b, t] == arm.SEP:
                     continue
                 logits = model(seqs[b:b + 1, :t])[0, -1]   # the prefix alone: nothing later can leak in
                 terms.append(F.cross_entropy(logits[None], seqs[b, t:t + 1]))
-    torch.testing.assert_close(loss, torch.stack(terms).mean(), rtol=1e-5, atol=1e-6)
+                cell.append(bool(seqs[b, t] >= arm.CELL0))
+    terms, cell = torch.stack(terms), torch.tensor(cell)
+    assert cell.any() and (~cell).any()
+    torch.testing.assert_close(loss, terms.mean(), rtol=1e-5, atol=1e-6)
+    for w, got in weighted.items():   # cells weighted w, digits 1
+        wt = torch.where(cell, w, 1.0)
+        torch.testing.assert_close(got, (terms * wt).sum() / wt.sum(), rtol=1e-5, atol=1e-6)
 
 
 def test_teacher_forcing_loss_trains_down(engine_puzzles):

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from fastmdm.sudoku.data import MASK_ID, synthetic_puzzles
-from fastmdm.sudoku.train import TrainConfig, lr_at, make_batch, train
+from fastmdm.sudoku.train import TrainConfig, make_batch, train
+from fastmdm.training import lr_at
 
 POOL = (synthetic_puzzles(256, seed=5), synthetic_puzzles(16, seed=6))
 
@@ -93,11 +94,11 @@ def test_bad_training_settings_name_the_option():
 def test_init_from_starts_from_the_source_weights_with_a_fresh_schedule_and_records_the_lineage(tmp_path):
     from fastmdm.checkpoint import load_model
     from fastmdm.sudoku.model import sudoku_model
-    from fastmdm.sudoku.train import _warm_start
+    from fastmdm.training import warm_start
     train(cfg(tmp_path / "a", save_every=100), pool=POOL, log=quiet)
     source, _ = load_model(tmp_path / "a")
     fresh = sudoku_model("tiny")
-    lineage = _warm_start(fresh, tmp_path / "a", "cpu", quiet)
+    lineage = warm_start(fresh, tmp_path / "a", "cpu", quiet)
     for k, v in source.state_dict().items():
         assert torch.equal(fresh.state_dict()[k], v), k
     assert isinstance(lineage[0].pop("wall_s"), float)  # the source run's wall time
@@ -114,16 +115,16 @@ def test_init_from_starts_from_the_source_weights_with_a_fresh_schedule_and_reco
     train(cfg(tmp_path / "d", steps=2, save_every=100, init_from=str(tmp_path / "b")), pool=POOL, log=quiet)
     chain = json.loads((tmp_path / "d" / "config.json").read_text())["trained"]["init_from"]
     assert [(c["path"], c["steps"]) for c in chain] == [(str(tmp_path / "a"), 8), (str(tmp_path / "b"), 4)]
-    from fastmdm.sudoku.train import total_steps
+    from fastmdm.training import total_steps
     assert total_steps(json.loads((tmp_path / "d" / "config.json").read_text())["trained"]) == 8 + 4 + 2
     assert total_steps({}) is None
 
 
 def test_init_from_a_different_architecture_names_the_differences(tmp_path):
     from fastmdm.sudoku.model import sudoku_model
-    from fastmdm.sudoku.train import _warm_start
+    from fastmdm.training import warm_start
     train(cfg(tmp_path / "a", steps=1, save_every=100), pool=POOL, log=quiet)
     with pytest.raises(ValueError, match="d_model"):
-        _warm_start(sudoku_model("cpu"), tmp_path / "a", "cpu", quiet)
+        warm_start(sudoku_model("cpu"), tmp_path / "a", "cpu", quiet)
     with pytest.raises(FileNotFoundError):
-        _warm_start(sudoku_model("tiny"), tmp_path / "nothing", "cpu", quiet)
+        warm_start(sudoku_model("tiny"), tmp_path / "nothing", "cpu", quiet)

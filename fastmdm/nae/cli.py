@@ -67,14 +67,18 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _read(args) -> tuple[np.ndarray, engine.Task, list[str]]:
-    """(tokens, task, a label per sequence) from FILE: npz (by content) or text ('-' = stdin)."""
-    given = _task_from(args, defaults=False)
-    name = "stdin" if args.file == "-" else args.file
+    return read_sequences(args.file, _task_from(args, defaults=False))
+
+
+def read_sequences(file: str, given: engine.Task | None) -> tuple[np.ndarray, engine.Task, list[str]]:
+    """(tokens, task, a label per sequence) from `file`: npz (by content) or text ('-' = stdin); `given`: the
+    task of a text file without a header. Unreadable or malformed files are a CommandError."""
+    name = "stdin" if file == "-" else file
     try:
-        if args.file != "-" and files.is_npz(args.file):
-            tokens, task = files.load_npz(args.file, given)
+        if file != "-" and files.is_npz(file):
+            tokens, task = files.load_npz(file, given)
             return tokens, task, [f"row {i}" for i in range(len(tokens))]
-        lines = sys.stdin.read().splitlines() if args.file == "-" else args.file
+        lines = sys.stdin.read().splitlines() if file == "-" else file
         tokens, task, numbers = files.read_text(lines, given)
     except (IsADirectoryError, NotADirectoryError, FileNotFoundError, PermissionError) as e:
         raise CommandError(f"{name}: cannot read it ({e.strerror or e}); check the path") from None
@@ -162,7 +166,7 @@ def _task_arguments(p, defaults: bool) -> None:
 
 
 def register(top) -> None:
-    p = top.add_parser("nae", help="L&O-NAE-SAT sequences: generate data, check sequences",
+    p = top.add_parser("nae", help="L&O-NAE-SAT sequences: generate data, check sequences, train and evaluate MDMs",
                        formatter_class=HelpFormatter)
     add_debug(p)
     sub = p.add_subparsers(dest="nae_command", metavar="SUBCOMMAND")
@@ -193,3 +197,6 @@ def register(top) -> None:
     _task_arguments(c, defaults=False)
     c.add_argument("--threads", type=positive_int, default=None, help="worker threads (default: all cores)")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    from fastmdm.nae import cli_model  # noqa: PLC0415 (torch loads only when a model command runs)
+    cli_model.register(sub)

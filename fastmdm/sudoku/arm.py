@@ -139,25 +139,34 @@ def sequences(puzzles: torch.Tensor, solutions: torch.Tensor, ranks: torch.Tenso
     return torch.cat([puzzles, sep, pairs.reshape(B, 2 * n)], 1)
 
 
-def arm_loss(model, seqs: torch.Tensor) -> torch.Tensor:
-    """Teacher-forcing loss: mean cross-entropy of every cell and digit token after the separator, each
-    predicted from the tokens before it (padding excluded)."""
+def arm_loss(model, seqs: torch.Tensor, cell_weight: float | torch.Tensor = 1.0) -> torch.Tensor:
+    """Teacher-forcing loss: cross-entropy of every cell and digit token after the separator, each predicted
+    from the tokens before it (padding excluded), averaged with weight `cell_weight` on the cell tokens and 1
+    on the digits (1: the plain mean over tokens; 0: the digits alone)."""
     logits = model(seqs[:, :-1])
     targets = seqs[:, 1:].clone()
     targets[:, :CELLS] = -100         # the puzzle and the separator are given, not predicted
     targets[targets == SEP] = -100    # padding of rows with fewer blanks
-    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
+    ce = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100,
+                         reduction="none").view_as(targets)
+    valid = targets != -100
+    # targets[:, i] is token i + 1: cells sit at odd token positions after the separator (82, 84, ...)
+    is_cell = (torch.arange(1, seqs.shape[1], device=seqs.device) - CELLS) % 2 == 1
+    weight = torch.where(is_cell, torch.as_tensor(cell_weight, dtype=ce.dtype, device=ce.device),
+                         torch.ones((), dtype=ce.dtype, device=ce.device)) * valid
+    return (ce * weight).sum() / weight.sum().clamp_min(1e-12)
 
 
 class ARMObjective(nn.Module):
-    """model + loss in one forward (for DDP, as the MDM's objective)."""
+    """model + loss in one forward (for DDP, as the MDM's objective); batches are (seqs,) or (seqs, cell
+    weight)."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
 
-    def forward(self, seqs):
-        return arm_loss(self.model, seqs)
+    def forward(self, seqs, cell_weight=1.0):
+        return arm_loss(self.model, seqs, cell_weight)
 
 
 class AppendCache:

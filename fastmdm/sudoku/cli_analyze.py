@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from fastmdm.cli import CommandError, add_command, count, positive_int
+from fastmdm.cli import CommandError, add_command, count, positive_int, strategy_list
 from fastmdm.sudoku import cli_common as common
 from fastmdm.sudoku.analyze import DEFAULT_ORDERS, DEFAULT_RATES
 
@@ -146,7 +146,7 @@ def register(sudoku_sub, top_sub=None) -> None:
     puzzle_set_args(p)
     p.add_argument("--n", type=positive_int, default=None,
                    help=f"puzzles per split (default: {ANALYZE_N}; with --file, all of them)")
-    p.add_argument("--strategies", type=common.strategy_list, default=DEFAULT_ORDERS,
+    p.add_argument("--strategies", type=strategy_list, default=DEFAULT_ORDERS,
                    help="comma-separated decoding orders (default: random,confidence,margin,entropy)")
     p.add_argument("--arm", action="append", default=None, metavar="DIR",
                    help="also analyse this autoregressive baseline's picks (a checkpoint of train --arch arm-...; "

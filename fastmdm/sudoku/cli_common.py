@@ -9,25 +9,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-import fastmdm
 from fastmdm.cli import CommandError, UsageError, count, device, number_at_least, positive_int
 from fastmdm.sudoku.model import PRECISIONS
-
-
-def strategy(text: str) -> str:
-    if text not in fastmdm.STRATEGIES:
-        raise argparse.ArgumentTypeError(f"unknown decoding strategy {text!r}; use one of "
-                                         f"{', '.join(sorted(fastmdm.STRATEGIES))}")
-    return text
-
-
-def strategy_list(text: str) -> tuple[str, ...]:
-    names = tuple(s.strip() for s in text.split(",") if s.strip())
-    if not names:
-        raise argparse.ArgumentTypeError(f"expected comma-separated strategies such as margin,random, got {text!r}")
-    for s in names:
-        strategy(s)
-    return names
 
 
 def precision_arg(p, default: str) -> None:

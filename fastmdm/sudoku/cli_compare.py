@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from fastmdm.cli import CommandError, UsageError, add_command, check_writable, device, positive_int
+from fastmdm.cli import CommandError, UsageError, add_command, check_writable, device, positive_int, strategy_list
 from fastmdm.sudoku import cli_common as common
 from fastmdm.sudoku.evaluate import DEFAULT_STRATEGIES
 
@@ -72,7 +72,7 @@ def register(sudoku_sub, top_sub=None) -> None:
     p.add_argument("--split", type=split_list, default=["standard", "hard"],
                    help="standard, hard, or both as 'standard,hard' (default: both)")
     p.add_argument("--n", type=positive_int, default=None, help="puzzles per split (default: 1000)")
-    p.add_argument("--strategies", type=common.strategy_list, default=DEFAULT_STRATEGIES,
+    p.add_argument("--strategies", type=strategy_list, default=DEFAULT_STRATEGIES,
                    help="decoding strategies of the MDMs (default: random,confidence,margin,entropy)")
     p.add_argument("--json", default=None, metavar="PATH", help="write the rows as JSON")
     p.add_argument("--md", default=None, metavar="PATH", help="write the markdown table")

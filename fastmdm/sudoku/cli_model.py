@@ -6,7 +6,17 @@ import json
 import os
 import sys
 
-from fastmdm.cli import CommandError, UsageError, add_command, check_writable, count, positive_int
+from fastmdm.cli import (
+    CommandError,
+    UsageError,
+    add_command,
+    check_writable,
+    count,
+    environment,
+    positive_int,
+    strategy,
+    strategy_list,
+)
 from fastmdm.sudoku import cli_common as common
 from fastmdm.sudoku.evaluate import DEFAULT_STRATEGIES, schedule_label
 
@@ -67,19 +77,6 @@ def check_eval_schedule(args) -> None:
                                  "schedules pass --sweep-k K,K,... beside --sweep-threshold")
     common.check_thresholds("--threshold", [] if args.threshold is None else [args.threshold], args.strategies)
     common.check_thresholds("--sweep-threshold", args.sweep_threshold or [], args.strategies)
-
-
-def environment(args) -> dict:
-    """What a results file records about the run: the command, the CPU, torch's version and the date."""
-    import datetime  # noqa: PLC0415
-    import shlex  # noqa: PLC0415
-
-    import torch  # noqa: PLC0415
-
-    from fastmdm.adapters import cpu_model  # noqa: PLC0415
-    return {"command": shlex.join(["fastmdm", *getattr(args, "_argv", [])]), "cpu": cpu_model(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "date": datetime.date.today().isoformat()}
 
 
 def _with_schedule(schedule: dict, row: dict) -> dict:
@@ -240,7 +237,7 @@ def register(sudoku_sub, top_sub) -> None:
     p = add_command(sudoku_sub, "eval", cmd_eval, "puzzle accuracy per decoding strategy")
     common.checkpoint_arg(p)
     puzzle_set_args(p)
-    p.add_argument("--strategies", type=common.strategy_list, default=DEFAULT_STRATEGIES,
+    p.add_argument("--strategies", type=strategy_list, default=DEFAULT_STRATEGIES,
                    help="comma-separated decoding strategies (default: random,confidence,margin,entropy)")
     p.add_argument("--n", "--num-puzzles", dest="n", type=positive_int, default=None,
                    help=f"puzzles per split (default: {EVAL_N}; with --file, all of them); under torchrun "
@@ -260,7 +257,7 @@ def register(sudoku_sub, top_sub) -> None:
     p.add_argument("puzzles", nargs="*", help="81-character puzzles ('.' or '0' for a blank)")
     p.add_argument("--file", default=None, help="read puzzles from a file ('-' for stdin)")
     common.checkpoint_arg(p)
-    p.add_argument("--strategy", type=common.strategy, default="margin", help="decoding strategy")
+    p.add_argument("--strategy", type=strategy, default="margin", help="decoding strategy")
     p.add_argument("--json", action="store_true", help="one JSON object per puzzle with validity")
     common.decoding_args(p)
 

@@ -61,7 +61,7 @@ def run(n: int | None = None, checkpoint=None, seed: int = 0, animate: bool | No
     from fastmdm.sudoku import model as smodel  # noqa: PLC0415
     from fastmdm.sudoku.evaluate import decode_puzzles, evaluate, format_table  # noqa: PLC0415
     from fastmdm.sudoku.grids import valid_solutions  # noqa: PLC0415
-    from fastmdm.sudoku.train import total_steps  # noqa: PLC0415
+    from fastmdm.training import total_steps  # noqa: PLC0415
 
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise ValueError(f"n: puzzles per strategy must be an integer >= 1, got {n!r}")

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 import fastmdm
 from fastmdm.engine import has_hidden_path
+from fastmdm.stats import wilson_interval
 from fastmdm.sudoku.arm import answer_arm, arm_order_of, is_arm
 from fastmdm.sudoku.data import MASK_ID
 from fastmdm.sudoku.grids import valid_solutions
@@ -93,16 +94,6 @@ def calls_per_puzzle(order: torch.Tensor) -> torch.Tensor:
     """Model calls each puzzle took, from a `Trace.order` [B, 81]: the calls up to the one that filled its last
     blank (a finished puzzle is left out of later calls; 0 for a puzzle without blanks)."""
     return order.max(-1).values + 1
-
-
-def wilson_interval(solved: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """The Wilson score interval of a proportion solved / n (95% for the default z)."""
-    if n == 0:
-        return 0.0, 1.0
-    p = solved / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @torch.no_grad()

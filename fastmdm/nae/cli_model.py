@@ -1,0 +1,186 @@
+"""`fastmdm nae train`, `fastmdm nae eval` and `fastmdm nae solve`: L&O-NAE-SAT MDMs, trained with the shared
+loop (`fastmdm.training`) and decoded with `fastmdm.sample`."""
+from __future__ import annotations
+
+import json
+import sys
+
+from fastmdm import training_cli as tc
+from fastmdm.cli import (
+    CommandError,
+    UsageError,
+    add_command,
+    check_writable,
+    count,
+    environment,
+    number_at_least,
+    positive_int,
+    strategy,
+    strategy_list,
+    write_text_output,
+)
+from fastmdm.nae.model import PRESETS
+from fastmdm.nae.train import NAETrainConfig
+
+_DEFAULTS = tc.defaults_of(NAETrainConfig)
+_COMMAND = "fastmdm nae train"
+_FIELDS = (*tc.LOOP_FIELDS, "preset", "latents", "observations", "arity", "structure_seed", "data_seed",
+           "eval_strategies")
+
+
+def cmd_train(args) -> int:
+    from fastmdm.nae.train import train  # noqa: PLC0415
+    kw = tc.given_fields(args, _FIELDS)
+    if "eval_strategies" in kw:
+        kw["eval_strategies"] = ",".join(kw["eval_strategies"])
+    cfg = tc.make_config(NAETrainConfig, kw)
+    tc.check_paths(cfg, args.resume, _COMMAND)
+    train(cfg, resume=args.resume)
+    return 0
+
+
+def _load(args):
+    from fastmdm.checkpoint import CheckpointError  # noqa: PLC0415
+    from fastmdm.nae.model import load  # noqa: PLC0415
+    try:
+        return load(args.checkpoint)
+    except (FileNotFoundError, NotADirectoryError, CheckpointError) as e:
+        text = str(e)
+        raise CommandError("--" + text if text.startswith("checkpoint ") else f"--checkpoint {args.checkpoint}: "
+                           f"{text}") from e
+
+
+def _threads(args) -> None:
+    if args.threads:
+        import torch  # noqa: PLC0415
+        torch.set_num_threads(args.threads)
+
+
+def _check_schedule(args) -> None:
+    if args.k is not None and args.threshold is not None:
+        raise UsageError("--k and --threshold are two schedules: pass one of them")
+
+
+def cmd_eval(args) -> int:
+    from fastmdm.nae import evaluate as ev  # noqa: PLC0415
+    _check_schedule(args)
+    for option in ("--json", "--markdown", "--plot"):
+        check_writable(option, getattr(args, option[2:]))
+    _threads(args)
+    model, task, cfg = _load(args)
+    model.eval()
+    rows = ev.evaluate(model, task, args.n, strategies=args.strategies, k=args.k, threshold=args.threshold,
+                       temperature=args.temperature, seed=args.seed, batch_size=args.batch_size, progress=True)
+    text = [f"L&O-NAE-SAT ({task.describe()}), {args.n} sequences generated per order from all-masked, "
+            f"temperature {args.temperature:g}, " + (f"threshold {args.threshold:g}" if args.threshold is not None
+                                                     else f"{args.k or 1} position(s) per call"), "",
+            ev.format_table(rows, task)]
+    tokens = None
+    if args.token_accuracy:
+        tokens = ev.token_accuracy(model, task, args.token_accuracy, seed=args.seed, batch_size=args.batch_size)
+        text += ["", f"One model call on random masks of {args.token_accuracy} test sequences (argmax):", "",
+                 ev.format_token_table(tokens)]
+    print("\n".join(text))
+    trained = (cfg.get("trained") or {})
+    if args.markdown:
+        write_text_output(args.markdown, "\n".join(text) + f"\n\nCommand: `{environment(args)['command']}`\n")
+    if args.json:
+        write_text_output(args.json, json.dumps({"task": {k: getattr(task, k) for k in
+                                                          ("latents", "observations", "arity", "structure_seed")},
+                                                 "checkpoint": str(args.checkpoint), "trained": trained,
+                                                 "rows": rows, "token_accuracy": tokens, **environment(args)},
+                                                indent=1) + "\n")
+    if args.plot:
+        ev.plot(rows, args.plot, title=f"L&O-NAE-SAT (N={task.latents}, P={task.observations}): "
+                f"{args.n} generated sequences per order")
+    return 0
+
+
+def cmd_solve(args) -> int:
+    import numpy as np  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+
+    import fastmdm  # noqa: PLC0415
+    from fastmdm.nae import engine, files  # noqa: PLC0415
+    from fastmdm.nae.cli import read_sequences  # noqa: PLC0415
+    _check_schedule(args)
+    check_writable("--out", args.out)
+    _threads(args)
+    model, task, _ = _load(args)
+    tokens, file_task, labels = read_sequences(args.file, None)
+    if file_task != task:
+        raise CommandError(f"{args.file}: its task ({file_task.describe()}) is not the checkpoint's "
+                           f"({task.describe()})")
+    if len(tokens) == 0:
+        raise UsageError(f"{args.file}: no sequences to fill")
+    g = torch.Generator().manual_seed(args.seed)
+    filled = []
+    with torch.no_grad():
+        for a in range(0, len(tokens), args.batch_size):
+            x = torch.from_numpy(tokens[a:a + args.batch_size].astype(np.int64))
+            filled.append(fastmdm.sample(model.eval(), x, strategy=args.strategy, mask_id=engine.MASK_ID, k=args.k,
+                                         threshold=args.threshold, temperature=args.temperature,
+                                         generator=g).numpy().astype(np.int8))
+    out = np.concatenate(filled)
+    write_text_output(args.out, files.format_lines(out, task))
+    r = engine.check(out, task)
+    bad = int((~r.ok).sum())
+    print(f"{len(out)} sequences filled ({args.strategy}); {len(out) - bad} consistent, observation tokens "
+          f"correct {r.observation_accuracy.mean():.2%}", file=sys.stderr)
+    if bad:
+        first = labels[int(np.argmin(r.ok))]
+        print(f"{args._prog}: {bad} of {len(out)} filled sequences are not consistent (first: {first})",
+              file=sys.stderr)
+    return 1 if bad else 0
+
+
+def _decoding(p, *, temperature: float) -> None:
+    p.add_argument("--k", type=positive_int, default=None, help="positions filled per model call (default 1)")
+    p.add_argument("--threshold", type=number_at_least(0.0), default=None,
+                   help="fill every position scoring at least this per call, at least one (instead of --k)")
+    p.add_argument("--temperature", type=number_at_least(0.0), default=temperature,
+                   help="sampling temperature of each token (0: the most likely)")
+    p.add_argument("--seed", type=count, default=0, help="seed of the sampling and the random order")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="sequences per model call")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--checkpoint", required=True, metavar="DIR", help=f"a directory `{_COMMAND} --out DIR` wrote")
+
+
+def register(sub) -> None:
+    t = add_command(sub, "train", cmd_train, "train an L&O-NAE-SAT MDM (under torchrun: DDP)",
+                    description="Train an MDM on fresh L&O-NAE-SAT sequences from the native generator (never the "
+                    "test seed), with the masked-diffusion ELBO over every position. Same loop, checkpoints and "
+                    "resume as `fastmdm sudoku train`. See docs/nae.md.")
+
+    def opt(name, help, **kwargs):
+        tc.option(t, _DEFAULTS, name, help, **kwargs)
+    opt("preset", "model size", choices=sorted(PRESETS))
+    opt("latents", "latent tokens N", type=positive_int)
+    opt("observations", "observation tokens P", type=positive_int)
+    opt("arity", "latents per clause", type=positive_int)
+    opt("structure_seed", "seed of the clauses", type=count)
+    opt("data_seed", "seed of the training sequences", type=count)
+    tc.loop_options(t, _DEFAULTS, what="sequences", make_command=_COMMAND)
+    opt("eval_strategies", "decoding orders of the evaluation during training", type=strategy_list)
+
+    e = add_command(sub, "eval", cmd_eval, "generate with an L&O-NAE-SAT MDM in each order and check it exactly",
+                    description="Generate sequences from all-masked with each decoding order and report the "
+                    "observation accuracy (the paper's Table 1 metric), consistent sequences and where each order "
+                    "puts the latents, with 95%% intervals.")
+    e.add_argument("--n", type=positive_int, default=200, help="sequences generated per order")
+    e.add_argument("--strategies", type=strategy_list, default=("random", "confidence", "margin", "entropy"),
+                   help="decoding orders, comma-separated (default: random,confidence,margin,entropy)")
+    _decoding(e, temperature=1.0)
+    e.add_argument("--token-accuracy", type=count, default=0, metavar="N",
+                   help="also measure one model call on random masks of N test sequences, by token type")
+    e.add_argument("--json", default=None, metavar="FILE", help="write the rows and the run's environment")
+    e.add_argument("--markdown", default=None, metavar="FILE", help="write the tables as markdown")
+    e.add_argument("--plot", default=None, metavar="FILE", help="bar chart of observation accuracy per order (PNG)")
+
+    s = add_command(sub, "solve", cmd_solve, "fill the masked positions ('.') of L&O-NAE-SAT sequences",
+                    description="Fill the masks of partial sequences (a file in `fastmdm nae generate`'s text or "
+                    "npz format, '.' for a mask) with the model, print them in the text format and check them.")
+    s.add_argument("file", help="txt or npz file, - for stdin")
+    s.add_argument("--strategy", type=strategy, default="margin", help="decoding order")
+    s.add_argument("--out", default=None, help="output file (default: stdout)")
+    _decoding(s, temperature=0.0)

@@ -1,0 +1,168 @@
+"""Evaluate an L&O-NAE-SAT MDM: unconditional generation in each decoding order, checked exactly.
+
+Protocol (the paper's Table 1 does not write its own down; this is ours, docs/nae.md): every position of n
+sequences starts masked and `fastmdm.sample` fills them, one position per model call by default, drawing
+each token from the model's distribution at `temperature` (1 by default: a sample of the model, not its
+mode). The strategy only chooses *where* to write next: "random" is the vanilla MDM order; confidence,
+margin and entropy are the adaptive ones. The paper's metric is the observation accuracy: per sequence, the
+fraction of observation tokens equal to the NAE predicate of the sequence's own latents
+(`fastmdm.nae.engine.check`); always writing 1 would score 75%.
+
+Per order the table also says where the order puts the latents: `latents_first`, the share of latents among
+the first N positions filled (a random order gives N / (N + P)), and `latent_rank`, the mean step at which a
+latent was filled as a fraction of the sequence. `token_accuracy` measures the model in one call on random
+masks of fresh sequences, by token type and masking rate: the "train for the worst" view of which
+subproblems it gets wrong.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import fastmdm
+from fastmdm.nae import engine
+from fastmdm.nae.data import TEST_SEED
+from fastmdm.stats import mean_interval, wilson_interval
+
+DEFAULT_STRATEGIES = ("random", "confidence", "margin", "entropy")
+
+
+@torch.no_grad()
+def generate_samples(model, task: engine.Task, n: int, *, strategy="margin", k=None, threshold=None,
+                     temperature=1.0, seed=0, batch_size=256, progress=False):
+    """`n` sequences generated from all-masked rows: a `fastmdm.Trace` (tokens [n, N+P], order, nfe)."""
+    device = next(model.parameters()).device
+    g = torch.Generator(device=device).manual_seed(int(seed))
+    tokens, orders, nfe = [], [], 0
+    bar = tqdm(total=n, desc=f"nae {strategy}", unit="seq", disable=not progress, leave=False)
+    for a in range(0, n, batch_size):
+        b = min(n, a + batch_size)
+        x = torch.full((b - a, task.length), engine.MASK_ID, dtype=torch.long, device=device)
+        tr = fastmdm.sample(model, x, strategy=strategy, mask_id=engine.MASK_ID, k=k, threshold=threshold,
+                            temperature=temperature, generator=g, return_trace=True)
+        tokens.append(tr.tokens.cpu())
+        orders.append(tr.order.cpu())
+        nfe += tr.nfe
+        bar.update(b - a)
+    bar.close()
+    if not tokens:
+        return fastmdm.Trace(torch.zeros(0, task.length, dtype=torch.long), torch.zeros(0, task.length,
+                             dtype=torch.long), 0)
+    return fastmdm.Trace(torch.cat(tokens), torch.cat(orders), nfe)
+
+
+def summarize(trace, task: engine.Task, strategy: str) -> dict:
+    """One table row from a generation trace."""
+    tokens = trace.tokens.numpy()
+    n = len(tokens)
+    r = engine.check(tokens, task)
+    consistent = int(r.ok.sum())
+    order = trace.order.numpy()
+    rank = np.argsort(np.argsort(order, axis=1, kind="stable"), axis=1, kind="stable")  # 0 = filled first
+    lat = rank[:, task.latent_positions]
+    return {
+        "strategy": strategy, "n": n,
+        "observation_acc": float(r.observation_accuracy.mean()) if n else 0.0,
+        "observation_acc_ci95": list(mean_interval(r.observation_accuracy)),
+        "consistent": consistent / max(n, 1), "consistent_ci95": list(wilson_interval(consistent, n)),
+        "latents_first": float((lat < task.latents).mean()) if n else 0.0,
+        "latent_rank": float(lat.mean() / task.length) if n else 0.0,
+        "calls_per_sequence": float((order.max(axis=1) + 1).mean()) if n else 0.0,
+    }
+
+
+def evaluate(model, task: engine.Task, n: int, *, strategies=DEFAULT_STRATEGIES, k=None, threshold=None,
+             temperature=1.0, seed=0, batch_size=256, progress=False) -> list[dict]:
+    """One row per strategy (`summarize`'s fields), each from `n` sequences generated with the same seed."""
+    rows = []
+    for s in strategies:
+        tr = generate_samples(model, task, n, strategy=s, k=k, threshold=threshold, temperature=temperature,
+                              seed=seed, batch_size=batch_size, progress=progress)
+        rows.append({**summarize(tr, task, s), "k": k or 1, "threshold": threshold, "temperature": temperature})
+    return rows
+
+
+@torch.no_grad()
+def token_accuracy(model, task: engine.Task, n: int = 1000, rates=(0.1, 0.3, 0.5, 0.7, 0.9), seed=0,
+                   batch_size=256) -> list[dict]:
+    """The model's one-call accuracy (argmax) on masked latents and masked observations of `n` test
+    sequences, every position masked with probability `rate`; one row per rate. A masked latent can be
+    undetermined by what is visible (then no predictor beats 50%), an observation whose clause is visible is
+    determined."""
+    device = next(model.parameters()).device
+    x0 = torch.from_numpy(engine.generate(n, task, TEST_SEED)).long()
+    g = torch.Generator().manual_seed(int(seed))
+    lat_pos = torch.zeros(task.length, dtype=torch.bool)
+    lat_pos[task.latent_positions] = True
+    clauses = torch.from_numpy(np.asarray(task.clauses, dtype=np.int64))
+    rows = []
+    for rate in rates:
+        masked = torch.rand(x0.shape, generator=g) < rate
+        hits = {"latent": [0, 0], "observation": [0, 0], "observation_determined": [0, 0]}
+        for a in range(0, n, batch_size):
+            x, m = x0[a:a + batch_size], masked[a:a + batch_size]
+            pred = model(x.masked_fill(m, engine.MASK_ID).to(device))[..., :2].argmax(-1).cpu()
+            right = pred == x
+            visible_clause = ~m[:, clauses].any(-1)                         # [b, P]: the clause's latents visible
+            det = torch.zeros_like(m)
+            det[:, task.observation_positions] = visible_clause
+            for name, where in (("latent", lat_pos), ("observation", ~lat_pos)):
+                sel = m & where
+                hits[name][0] += int((right & sel).sum())
+                hits[name][1] += int(sel.sum())
+            sel = m & det
+            hits["observation_determined"][0] += int((right & sel).sum())
+            hits["observation_determined"][1] += int(sel.sum())
+        rows.append({"rate": rate, **{f"{k}_acc": (h / c if c else None) for k, (h, c) in hits.items()},
+                     **{f"{k}_count": c for k, (_, c) in hits.items()}})
+    return rows
+
+
+def format_table(rows: list[dict], task: engine.Task) -> str:
+    """A markdown table of `evaluate`'s rows."""
+    head = ("| order | observation accuracy (95% CI) | consistent sequences (95% CI) | latents among the first "
+            f"{task.latents} filled | mean latent step / L | calls |\n|---|---|---|---|---|---|")
+    lines = [head]
+    for r in rows:
+        lo, hi = r["observation_acc_ci95"]
+        clo, chi = r["consistent_ci95"]
+        lines.append(f"| {r['strategy']} | {100 * r['observation_acc']:.2f}% ({100 * lo:.2f}-{100 * hi:.2f}) | "
+                     f"{100 * r['consistent']:.1f}% ({100 * clo:.1f}-{100 * chi:.1f}) | "
+                     f"{100 * r['latents_first']:.1f}% | {r['latent_rank']:.3f} | {r['calls_per_sequence']:.1f} |")
+    return "\n".join(lines)
+
+
+def format_token_table(rows: list[dict]) -> str:
+    lines = ["| masking rate | masked latents right | masked observations right | of them, with the clause "
+             "visible |", "|---|---|---|---|"]
+
+    def pct(v):
+        return "-" if v is None else f"{100 * v:.1f}%"
+    for r in rows:
+        lines.append(f"| {r['rate']:g} | {pct(r['latent_acc'])} | {pct(r['observation_acc'])} | "
+                     f"{pct(r['observation_determined_acc'])} |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path, title: str = "") -> None:
+    """Bar chart of observation accuracy per order, with 95% intervals and the 75% always-1 line."""
+    import matplotlib  # noqa: PLC0415
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    names = [r["strategy"] for r in rows]
+    acc = np.array([100 * r["observation_acc"] for r in rows])
+    ci = np.array([[100 * r["observation_acc_ci95"][0], 100 * r["observation_acc_ci95"][1]] for r in rows])
+    ax.bar(names, acc, yerr=[acc - ci[:, 0], ci[:, 1] - acc], capsize=4,
+           color=["#999999" if s == "random" else "#3b7dd8" for s in names])
+    ax.axhline(75, color="k", ls="--", lw=1, label="always 1 (75%)")
+    for i, v in enumerate(acc):
+        ax.text(i, v + 0.5, f"{v:.1f}", ha="center", va="bottom", fontsize=9)
+    ax.set_ylim(50, 101)
+    ax.set_ylabel("observation tokens correct (%)")
+    ax.set_title(title or "L&O-NAE-SAT: unconditional generation by decoding order")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,179 @@
+"""L&O-NAE-SAT MDMs: the training batches, the shared loop on this task, the evaluation protocol (checked
+against the exact posterior) and `fastmdm nae train|eval|solve`."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from cli_helpers import failing
+
+from fastmdm.cli import main
+from fastmdm.nae import engine
+from fastmdm.nae import evaluate as ev
+from fastmdm.nae.data import TEST_SEED
+from fastmdm.nae.engine import MASK_ID, Task
+from fastmdm.nae.model import load
+from fastmdm.nae.train import NAETrainConfig, make_batch, train
+
+TASK = Task(latents=6, observations=10, structure_seed=4)
+SMALL = ["--latents", "6", "--observations", "10", "--structure-seed", "4"]
+
+
+class PosteriorOracle(torch.nn.Module):
+    """The Bayes-optimal predictor of a small task: the exact probability of a 1 at every position given the
+    visible tokens (`engine.posterior`), as logits over (0, 1, mask)."""
+
+    def __init__(self, task):
+        super().__init__()
+        self.task = task
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        p = torch.from_numpy(engine.posterior(x.numpy(), self.task).p_one).float().clamp(1e-6, 1 - 1e-6)
+        return torch.stack([(1 - p).log(), p.log(), torch.full_like(p, -1e9)], -1)
+
+
+class AlwaysOne(torch.nn.Module):
+    """Latents uniform, every observation 1: what the paper's caption calls naive guessing (75%)."""
+
+    def __init__(self, task):
+        super().__init__()
+        self.task = task
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        logits = torch.zeros(*x.shape, 3)
+        logits[..., 2] = -1e9
+        logits[:, self.task.latents:, 0] = -1e9
+        return logits
+
+
+# ---------------------------------------------------------------- batches and config
+def test_a_batch_is_fresh_generated_data_masked_at_stratified_rates():
+    inputs, x0, masked, p_mask, fillable = make_batch(TASK, 1, 64, torch.Generator().manual_seed(0))
+    assert engine.check(x0.numpy(), TASK).ok.all()
+    assert torch.equal(inputs[masked], torch.full_like(inputs[masked], MASK_ID))
+    assert torch.equal(inputs[~masked], x0[~masked]) and fillable.all()
+    t = (p_mask - 1e-3) / (1 - 1e-3)                                  # sample_mask's eps undone
+    assert sorted((t * 64).floor().long().tolist()) == list(range(64))   # one rate per 1/64 bucket
+    again = make_batch(TASK, 1, 64, torch.Generator().manual_seed(0))
+    other = make_batch(TASK, 1, 64, torch.Generator().manual_seed(1))
+    assert all(torch.equal(a, b) for a, b in zip(again, (inputs, x0, masked, p_mask, fillable)))
+    assert not torch.equal(other[1], x0)
+
+
+@pytest.mark.parametrize("kw, msg", [
+    ({"data_seed": TEST_SEED}, "test set"), ({"preset": "huge"}, "preset"), ({"latents": 1}, "latents"),
+    ({"observations": 10**6}, "observations"), ({"steps": None}, "steps, minutes"), ({"data_seed": -1}, "data_seed"),
+])
+def test_the_config_refuses(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        NAETrainConfig(**{"steps": 5, **kw})
+
+
+def test_training_lowers_the_loss_and_resumes_exactly(tmp_path):
+    kw = dict(preset="tiny", latents=6, observations=10, structure_seed=4, batch_size=32, lr=3e-3, warmup_steps=5,
+              eval_every=0, save_every=0, log_every=1, threads=1)
+    quiet = lambda m: None  # noqa: E731
+    r = train(NAETrainConfig(steps=80, out=str(tmp_path / "a"), **kw), log=quiet)
+    losses = [h["loss"] for h in r["history"]]
+    assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:10])
+    whole = train(NAETrainConfig(steps=6, out=str(tmp_path / "w"), **{**kw, "save_every": 3}), log=quiet)
+    train(NAETrainConfig(steps=6, stop_after=3, out=str(tmp_path / "p"), **{**kw, "save_every": 3}), log=quiet)
+    part = train(NAETrainConfig(steps=6, out=str(tmp_path / "p"), **{**kw, "save_every": 3}), resume=True, log=quiet)
+    for a, b in zip(whole["model"].state_dict().values(), part["model"].state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    model, task, cfg = load(tmp_path / "p")
+    assert task == TASK and cfg["trained"]["steps"] == 6
+
+
+# ---------------------------------------------------------------- evaluation protocol
+@pytest.mark.parametrize("strategy", ["random", "confidence", "margin", "entropy"])
+def test_the_exact_posterior_generates_only_consistent_sequences_in_every_order(strategy):
+    rows = ev.evaluate(PosteriorOracle(TASK), TASK, 40, strategies=[strategy], seed=3)
+    r = rows[0]
+    assert r["n"] == 40 and r["observation_acc"] == 1.0 and r["consistent"] == 1.0
+    assert r["calls_per_sequence"] == TASK.length
+
+
+def test_always_writing_one_scores_about_three_quarters_and_random_order_spreads_the_latents():
+    task = Task()   # the paper's (25, 275): P(not all equal) = 3/4 per clause
+    (r,) = ev.evaluate(AlwaysOne(task), task, 64, strategies=["random"], k=25, seed=0)
+    assert 0.72 < r["observation_acc"] < 0.78 and r["consistent"] == 0.0
+    assert 0.04 < r["latents_first"] < 0.13          # N / L = 0.083
+    lo, hi = r["observation_acc_ci95"]
+    assert lo < r["observation_acc"] < hi and r["calls_per_sequence"] == 12
+
+
+def test_margin_order_writes_latents_first_with_the_exact_posterior():
+    # latents and observations have margin 0 and 0.5 at the start; once observations pin the latents down
+    # the oracle's margin picks the determined ones, so the order is not random
+    (r,) = ev.evaluate(PosteriorOracle(TASK), TASK, 30, strategies=["margin"], seed=1)
+    (rnd,) = ev.evaluate(PosteriorOracle(TASK), TASK, 30, strategies=["random"], seed=1)
+    assert r["latent_rank"] != pytest.approx(rnd["latent_rank"], abs=1e-3)
+
+
+def test_token_accuracy_of_the_exact_posterior_is_perfect_where_the_clause_is_visible():
+    rows = ev.token_accuracy(PosteriorOracle(TASK), TASK, 200, rates=(0.2, 0.6))
+    for row in rows:
+        assert row["observation_determined_acc"] == 1.0 and row["observation_determined_count"] > 0
+        assert 0.4 < row["latent_acc"] <= 1.0 and row["latent_count"] > 0
+    assert ev.format_token_table(rows).count("\n") == 3
+
+
+# ---------------------------------------------------------------- commands
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("nae") / "ckpt"
+    assert main(["nae", "train", "--preset", "tiny", *SMALL, "--steps", "4", "--batch-size", "8", "--eval-every", "0",
+                 "--save-every", "4", "--threads", "1", "--out", str(out)]) == 0
+    return out
+
+
+def test_eval_writes_the_table_json_markdown_and_plot(tiny_checkpoint, tmp_path, capsys):
+    j, md, png = tmp_path / "r.json", tmp_path / "r.md", tmp_path / "r.png"
+    assert main(["nae", "eval", "--checkpoint", str(tiny_checkpoint), "--n", "6", "--strategies", "random,margin",
+                 "--k", "4", "--token-accuracy", "20", "--json", str(j), "--markdown", str(md), "--plot",
+                 str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "| random |" in out and "| margin |" in out and "masked latents right" in out
+    data = json.loads(j.read_text())
+    assert [r["strategy"] for r in data["rows"]] == ["random", "margin"] and data["task"]["latents"] == 6
+    assert data["trained"]["steps"] == 4 and "command" in data and len(data["token_accuracy"]) == 5
+    assert md.read_text().startswith("L&O-NAE-SAT") and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_solve_fills_every_mask_and_keeps_what_is_given(tiny_checkpoint, tmp_path, capsys):
+    seqs = engine.generate(5, TASK, seed=2)
+    partial = seqs.copy()
+    partial[:, :3] = MASK_ID
+    src, out = tmp_path / "in.txt", tmp_path / "out.txt"
+    from fastmdm.nae import files
+    src.write_text(files.format_lines(partial, TASK))
+    code = main(["nae", "solve", str(src), "--checkpoint", str(tiny_checkpoint), "--out", str(out)])
+    filled, task, _ = files.read_text(str(out))
+    assert task == TASK and (filled != MASK_ID).all() and np.array_equal(filled[:, 3:], seqs[:, 3:])
+    assert code == (0 if engine.check(filled, TASK).ok.all() else 1)
+    whole = tmp_path / "whole.txt"
+    whole.write_text(files.format_lines(seqs, TASK))
+    assert main(["nae", "solve", str(whole), "--checkpoint", str(tiny_checkpoint), "--out", str(out)]) == 0
+    assert np.array_equal(files.read_text(str(out))[0], seqs)
+
+
+def test_the_model_commands_refuse_bad_input(tiny_checkpoint, tmp_path, capsys):
+    other = tmp_path / "other.txt"
+    from fastmdm.nae import files
+    other.write_text(files.format_lines(engine.generate(2, Task(latents=7, observations=10), seed=0),
+                                        Task(latents=7, observations=10)))
+    ck = ["--checkpoint", str(tiny_checkpoint)]
+    assert "not the checkpoint's" in failing(["nae", "solve", str(other), *ck], capsys, 1)
+    assert "--k and --threshold" in failing(["nae", "eval", *ck, "--k", "2", "--threshold", "0.5"], capsys, 2)
+    assert "--checkpoint" in failing(["nae", "eval", "--checkpoint", str(tmp_path / "none")], capsys, 1)
+    assert "--data-seed" in failing(["nae", "train", "--steps", "2", "--data-seed", str(TEST_SEED), "--out",
+                                   str(tmp_path / "x")], capsys, 2)
+    assert "--steps, --minutes" in failing(["nae", "train", "--out", str(tmp_path / "x")], capsys, 2)
+    assert "--strategies" in failing(["nae", "eval", *ck, "--strategies", "best"], capsys, 2)
+    from fastmdm.checkpoint import save_model
+    from fastmdm.sudoku.model import sudoku_model
+    save_model(tmp_path / "sudoku", sudoku_model("tiny"))
+    assert "L&O-NAE-SAT task" in failing(["nae", "eval", "--checkpoint", str(tmp_path / "sudoku")], capsys, 1)
