@@ -406,7 +406,7 @@ NB_MODULE(_native, m) {
                 zebra::Clue clues[zebra::kMaxClues];
                 const int nc = zebra::parse_clues(row, m, n, max_clues, clues);
                 if (nc < 0) {
-                    cn[i] = nc - 2;  // -2 - s: clue slot s is malformed (-1 is a bad cell token)
+                    cn[i] = nc - 1;  // -2 - s: clue slot s is malformed (-1 is a bad cell token)
                     return;
                 }
                 int8_t given[zebra::kMaxItems];
