@@ -33,6 +33,7 @@ struct Ctx {
     uint8_t full;
     const Clue* clues;
     int nc;
+    uint64_t masks[kMaxItems * 4];  // the items of clue i (bit a * m + v), so a round skips untouched clues
 };
 
 // Where the ordered solve writes down placements; the counting search passes none.
@@ -65,11 +66,6 @@ struct Prop {
             }
         }
         return true;
-    }
-
-    uint64_t items_of(const Clue& k) const {
-        const uint64_t x = uint64_t(1) << (k.a1 * c.m + k.v1);
-        return k.rel == kAt || k.rel == kNotAt ? x : x | uint64_t(1) << (k.a2 * c.m + k.v2);
     }
 
     bool apply(const Clue& k, int index) {
@@ -142,7 +138,7 @@ struct Prop {
         for (;;) {
             touched = 0;
             for (int i = 0; i < c.nc; ++i)
-                if ((items_of(c.clues[i]) & (prev | touched)) && !apply(c.clues[i], i)) return false;
+                if ((c.masks[i] & (prev | touched)) && !apply(c.clues[i], i)) return false;
             for (int a = 0; a < c.n; ++a)
                 if (((prev | touched) & (attr_mask << (a * c.m))) && !all_different(a)) return false;
             if (!touched) return true;
@@ -152,8 +148,18 @@ struct Prop {
     }
 };
 
-Ctx make_ctx(const Clue* clues, int nc, int m, int n) {
-    return Ctx{m, n, m * n, uint8_t((1u << m) - 1), clues, nc};
+void make_ctx(Ctx& c, const Clue* clues, int nc, int m, int n) {
+    c.m = m;
+    c.n = n;
+    c.items = m * n;
+    c.full = uint8_t((1u << m) - 1);
+    c.clues = clues;
+    c.nc = nc;
+    for (int i = 0; i < nc; ++i) {
+        const Clue& k = clues[i];
+        const uint64_t x = uint64_t(1) << (k.a1 * m + k.v1);
+        c.masks[i] = k.rel == kAt || k.rel == kNotAt ? x : x | uint64_t(1) << (k.a2 * m + k.v2);
+    }
 }
 
 bool all_placed(const Ctx& c, const uint8_t* P) {
@@ -400,13 +406,15 @@ bool clue_holds(const Clue& k, const int8_t* grid, int m, int n) {
 
 int count_solutions(const Clue* clues, int nc, int m, int n, const int8_t* grid, int limit, int8_t* solution) {
     if (limit <= 0) return 0;
-    const Ctx c = make_ctx(clues, nc, m, n);
+    Ctx c;
+    make_ctx(c, clues, nc, m, n);
     return count_from(c, grid, limit, solution);
 }
 
 int ordered_solve(const Clue* clues, int nc, int m, int n, const int8_t* grid, const int8_t* solution,
                   int8_t* order, int8_t* technique, int8_t* clue, int* rounds) {
-    const Ctx c = make_ctx(clues, nc, m, n);
+    Ctx c;
+    make_ctx(c, clues, nc, m, n);
     for (int i = 0; i < c.items; ++i) order[i] = technique[i] = clue[i] = -1;
     *rounds = 0;
     Recorder rec{order, technique, clue, 0};
@@ -443,6 +451,7 @@ void generate_one(uint64_t seed, uint64_t index, int m, int n, int max_clues, bo
     const int items = m * n;
     int8_t sol[kMaxItems], sol_house[kMaxItems];
     Clue pool[kPool], kept[kPool];
+    Ctx c, ck;
     for (int attempt = 1; attempt <= kMaxAttempts; ++attempt) {
         for (int a = 0; a < n; ++a) {  // attribute a: a uniform permutation of its values over the houses
             int8_t perm[kMaxHouses];
@@ -457,21 +466,24 @@ void generate_one(uint64_t seed, uint64_t index, int m, int n, int max_clues, bo
         // the propagated domains is dropped (pruning would drop nearly all of them anyway).
         int nc = 0;
         bool unique = false;
+        make_ctx(c, pool, 0, m, n);
         uint8_t P[kMaxItems], Q[kMaxItems];
-        {
-            const Ctx c0 = make_ctx(pool, 0, m, n);
-            init_domains(c0, P);
-        }
+        std::memset(P, (1u << m) - 1, size_t(items));
         for (int draws = 0; draws < kMaxDraws && nc < kPool && !unique; ++draws) {
             const Clue k = draw_clue(rng, sol, m, n);
             bool dup = false;
             for (int i = 0; i < nc && !dup; ++i) dup = same_clue(pool[i], k);
             if (dup) continue;
             pool[nc] = k;
-            const Ctx c = make_ctx(pool, nc + 1, m, n);
+            c.clues = pool;
+            c.nc = nc + 1;
+            {
+                const uint64_t x = uint64_t(1) << (k.a1 * m + k.v1);
+                c.masks[nc] = k.rel == kAt || k.rel == kNotAt ? x : x | uint64_t(1) << (k.a2 * m + k.v2);
+            }
             std::memcpy(Q, P, size_t(items));
             Prop p{c, Q, nullptr};
-            p.run(nullptr, p.items_of(k));  // P is a fixpoint of the other clues; k is true of sol: no contradiction
+            p.run(nullptr, c.masks[nc]);  // P is a fixpoint of the other clues; k is true of sol: no contradiction
             if (std::memcmp(P, Q, size_t(items)) == 0) continue;
             ++nc;
             std::memcpy(P, Q, size_t(items));
@@ -497,7 +509,7 @@ void generate_one(uint64_t seed, uint64_t index, int m, int n, int max_clues, bo
             int k = 0;
             for (int i = 0; i < nc; ++i)
                 if (on[i]) kept[k++] = pool[i];
-            const Ctx ck = make_ctx(kept, k, m, n);
+            make_ctx(ck, kept, k, m, n);
             init_domains(ck, Q);
             if (!has_other(ck, Q, sol_house, ~uint64_t(0))) {
                 --left;
