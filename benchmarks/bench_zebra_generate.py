@@ -108,8 +108,8 @@ def main(argv=None) -> int:
         "The machine is shared with other engineers' jobs: `load` is the 1-minute load average before/after a run,",
         "`cores used` = CPU time / wall time of this process. Puzzles per CPU-second does not depend on the load.",
         "",
-        "| what | task | n | threads | puzzles/s (wall) | puzzles/CPU-s | cores used | load before/after | clues mean/max |"
-        " need a guess |",
+        "| what | task | n | threads | puzzles/s (wall) | puzzles/CPU-s | cores used | load before/after "
+        "| clues mean/max | need a guess |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
