@@ -17,6 +17,7 @@
 
 #include "nae.h"
 #include "sudoku.h"
+#include "zebra.h"
 
 namespace nb = nanobind;
 
@@ -32,6 +33,9 @@ using TokensIn = nb::ndarray<const int8_t, nb::ndim<2>, nb::c_contig, nb::device
 using Flags = nb::ndarray<uint8_t, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
 using Int64s = nb::ndarray<int64_t, nb::shape<-1>, nb::c_contig, nb::device::cpu>;
 using Int64Table = nb::ndarray<int64_t, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
+using Int32Table = nb::ndarray<int32_t, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
+using Cells = nb::ndarray<int8_t, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
+using FlagVec = nb::ndarray<uint8_t, nb::shape<-1>, nb::c_contig, nb::device::cpu>;
 
 int resolve_threads(int threads, size_t n) {
     if (threads <= 0) threads = int(std::max(1u, std::thread::hardware_concurrency()));
@@ -86,6 +90,23 @@ NaeShape nae_shape(int n_latents, const Clauses& clauses, size_t columns, const 
     for (size_t i = 0; i < p * k; ++i)
         if (c[i] < 0 || c[i] >= n_latents) throw std::invalid_argument("clause index out of [0, n_latents)");
     return {n_latents, int(p), int(k)};
+}
+
+// The size of a Zebra task; checks a token table [rows, max_clues * 5 + m * n].
+void zebra_size(int m, int n, int max_clues, size_t columns, const char* name) {
+    if (m < 2 || m > zebra::kMaxHouses) throw std::invalid_argument("houses must be in [2, 8]");
+    if (n < 2 || n > zebra::kMaxAttributes) throw std::invalid_argument("attributes must be in [2, 8]");
+    if (max_clues < 1 || max_clues > zebra::kMaxClues) throw std::invalid_argument("max_clues must be in [1, 120]");
+    const size_t want = size_t(max_clues) * zebra::kClueTokens + size_t(m) * size_t(n);
+    if (columns != want)
+        throw std::invalid_argument(std::string(name) + " has " + std::to_string(columns) + " columns, expected " +
+                                    std::to_string(want) + " (max_clues * 5 + houses * attributes)");
+}
+
+void check_table(const char* name, size_t rows, size_t cols, size_t want_rows, size_t want_cols) {
+    if (rows != want_rows || cols != want_cols)
+        throw std::invalid_argument(std::string(name) + " must have shape [" + std::to_string(want_rows) + ", " +
+                                    std::to_string(want_cols) + "]");
 }
 
 }  // namespace
@@ -291,4 +312,148 @@ NB_MODULE(_native, m) {
         nb::arg("ones").none(), nb::arg("threads"),
         "Exact completion counts of partial sequences (mask 2), up to limit; with ones [n, L], the full count "
         "and per position the completions in which it is 1. -1 for a token outside 0, 1, 2.");
+
+    m.def(
+        "zebra_generate",
+        [](Tokens tokens, Cells order, Cells technique, Cells clue, Int32Table stats, int m, int n, int max_clues,
+           bool logic_only, uint64_t start, uint64_t seed, int threads) {
+            zebra_size(m, n, max_clues, tokens.shape(1), "tokens");
+            const size_t rows = tokens.shape(0), len = tokens.shape(1), cells = size_t(m) * size_t(n);
+            check_table("order", order.shape(0), order.shape(1), rows, cells);
+            check_table("technique", technique.shape(0), technique.shape(1), rows, cells);
+            check_table("clue", clue.shape(0), clue.shape(1), rows, cells);
+            check_table("stats", stats.shape(0), stats.shape(1), rows, 4);
+            int8_t* t = tokens.data();
+            int8_t* o = order.data();
+            int8_t* g = technique.data();
+            int8_t* c = clue.data();
+            int32_t* st = stats.data();
+            nb::gil_scoped_release release;
+            parallel_for(rows, threads, [&](size_t i) {
+                zebra::Stats s{};
+                zebra::generate_one(seed, start + i, m, n, max_clues, logic_only, t + len * i, o + cells * i,
+                                    g + cells * i, c + cells * i, &s);
+                st[4 * i] = s.attempts;
+                st[4 * i + 1] = s.clues;
+                st[4 * i + 2] = s.guesses;
+                st[4 * i + 3] = s.rounds;
+            });
+        },
+        nb::arg("tokens"), nb::arg("order"), nb::arg("technique"), nb::arg("clue"), nb::arg("stats"), nb::arg("houses"),
+        nb::arg("attributes"), nb::arg("max_clues"), nb::arg("logic_only"), nb::arg("start"), nb::arg("seed"),
+        nb::arg("threads"),
+        "Fill rows [0, n) with Zebra puzzles start..start+n-1 of a seed: tokens [n, L], the ordered solve per cell "
+        "(order, technique, clue [n, m*n]) and stats [n, 4] (draws or -1, clues, guesses, propagation rounds).");
+
+    m.def(
+        "zebra_check",
+        [](TokensIn tokens, int m, int n, int max_clues, Flags cell_ok, Flags clue_ok, FlagVec consistent,
+           Ints solutions, int threads) {
+            zebra_size(m, n, max_clues, tokens.shape(1), "tokens");
+            const size_t rows = tokens.shape(0), len = tokens.shape(1), cells = size_t(m) * size_t(n);
+            check_table("cell_ok", cell_ok.shape(0), cell_ok.shape(1), rows, cells);
+            check_table("clue_ok", clue_ok.shape(0), clue_ok.shape(1), rows, size_t(max_clues));
+            check_rows(rows, consistent.shape(0), "consistent");
+            check_rows(rows, solutions.shape(0), "solutions");
+            const int8_t* t = tokens.data();
+            uint8_t* co = cell_ok.data();
+            uint8_t* ko = clue_ok.data();
+            uint8_t* cs = consistent.data();
+            int32_t* so = solutions.data();
+            nb::gil_scoped_release release;
+            parallel_for(rows, threads, [&](size_t i) {
+                so[i] = zebra::check_one(t + len * i, m, n, max_clues, co + cells * i, ko + size_t(max_clues) * i,
+                                         cs + i);
+            });
+        },
+        nb::arg("tokens"), nb::arg("houses"), nb::arg("attributes"), nb::arg("max_clues"), nb::arg("cell_ok"),
+        nb::arg("clue_ok"), nb::arg("consistent"), nb::arg("solutions"), nb::arg("threads"),
+        "Check completed puzzles: per cell whether it holds the (first) solution's value, per clue slot whether it "
+        "holds, whether the grid is consistent; solutions [n]: 0, 1 or 2 (two or more), -1 - s for a bad clue slot s.");
+
+    m.def(
+        "zebra_solve",
+        [](TokensIn tokens, int m, int n, int max_clues, Cells solution, Ints counts, Cells order, Cells technique,
+           Cells clue, Int32Table stats, int threads) {
+            zebra_size(m, n, max_clues, tokens.shape(1), "tokens");
+            const size_t rows = tokens.shape(0), len = tokens.shape(1), cells = size_t(m) * size_t(n);
+            check_table("solution", solution.shape(0), solution.shape(1), rows, cells);
+            check_table("order", order.shape(0), order.shape(1), rows, cells);
+            check_table("technique", technique.shape(0), technique.shape(1), rows, cells);
+            check_table("clue", clue.shape(0), clue.shape(1), rows, cells);
+            check_table("stats", stats.shape(0), stats.shape(1), rows, 2);
+            check_rows(rows, counts.shape(0), "counts");
+            const int8_t* t = tokens.data();
+            int8_t* so = solution.data();
+            int32_t* cn = counts.data();
+            int8_t* o = order.data();
+            int8_t* g = technique.data();
+            int8_t* c = clue.data();
+            int32_t* st = stats.data();
+            nb::gil_scoped_release release;
+            parallel_for(rows, threads, [&](size_t i) {
+                const int8_t* row = t + len * i;
+                int8_t* sol = so + cells * i;
+                int8_t* oi = o + cells * i;
+                int8_t* gi = g + cells * i;
+                int8_t* ci = c + cells * i;
+                std::fill(sol, sol + cells, int8_t(-1));
+                std::fill(oi, oi + cells, int8_t(-1));
+                std::fill(gi, gi + cells, int8_t(-1));
+                std::fill(ci, ci + cells, int8_t(-1));
+                st[2 * i] = -1;
+                st[2 * i + 1] = 0;
+                zebra::Clue clues[zebra::kMaxClues];
+                const int nc = zebra::parse_clues(row, m, n, max_clues, clues);
+                if (nc < 0) {
+                    cn[i] = nc - 1;  // -2 - s: clue slot s is malformed (-1 is a bad cell token)
+                    return;
+                }
+                int8_t given[zebra::kMaxItems];
+                const int8_t* cell_tokens = row + size_t(max_clues) * zebra::kClueTokens;
+                for (size_t k = 0; k < cells; ++k) {
+                    const int v = cell_tokens[k];
+                    if (v == zebra::kMask) {
+                        given[k] = -1;
+                    } else if (v >= 0 && v < m) {
+                        given[k] = int8_t(v);
+                    } else {
+                        cn[i] = -1;
+                        return;
+                    }
+                }
+                cn[i] = zebra::count_solutions(clues, nc, m, n, given, 2, sol);
+                if (cn[i] == 0) return;
+                int rounds = 0;
+                st[2 * i] = zebra::ordered_solve(clues, nc, m, n, given, sol, oi, gi, ci, &rounds);
+                st[2 * i + 1] = rounds;
+            });
+        },
+        nb::arg("tokens"), nb::arg("houses"), nb::arg("attributes"), nb::arg("max_clues"), nb::arg("solution"),
+        nb::arg("counts"), nb::arg("order"), nb::arg("technique"), nb::arg("clue"), nb::arg("stats"),
+        nb::arg("threads"),
+        "Solve puzzles (visible cells are givens, mask 32 unknown): the first solution [n, m*n] (-1 if none), "
+        "counts [n] (0, 1, 2 = two or more; -1 a bad cell token, -2 - s a bad clue slot s), the ordered solve per "
+        "cell and stats [n, 2] (guesses, propagation rounds).");
+
+    m.def("zebra_constants", []() {
+        nb::dict d;
+        d["max_houses"] = zebra::kMaxHouses;
+        d["max_attributes"] = zebra::kMaxAttributes;
+        d["max_clues"] = zebra::kMaxClues;
+        d["clue_tokens"] = zebra::kClueTokens;
+        d["value_base"] = zebra::kValueBase;
+        d["attribute_base"] = zebra::kAttributeBase;
+        d["house_base"] = zebra::kHouseBase;
+        d["relation_base"] = zebra::kRelationBase;
+        d["pad"] = zebra::kPad;
+        d["mask"] = zebra::kMask;
+        d["vocab_size"] = zebra::kVocabSize;
+        d["relations"] = int(zebra::kNumRelations);
+        d["max_attempts"] = zebra::kMaxAttempts;
+        nb::list w;
+        for (int x : zebra::kRelationWeights) w.append(x);
+        d["relation_weights"] = w;
+        return d;
+    }, "The Zebra engine's token ids and limits (zebra.h).");
 }
