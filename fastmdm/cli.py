@@ -193,7 +193,7 @@ def build_parser() -> Parser:
     example.register(sub)
     _register_native_app(sub, "sudoku", "Sudoku", "Sudoku data, training, evaluation")
     _register_native_app(sub, "nae", "L&O-NAE-SAT", "L&O-NAE-SAT data, training, evaluation")
-    _register_native_app(sub, "zebra", "Zebra", "Zebra puzzle data, checking and solving")
+    _register_native_app(sub, "zebra", "Zebra", "Zebra puzzle data, solving, training, evaluation")
     return parser
 
 

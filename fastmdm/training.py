@@ -107,6 +107,41 @@ class MDMObjective(torch.nn.Module):
         return mdm_loss_from_hidden(hidden, head.weight, targets, masked, p_mask, bias=head.bias, fillable=fillable)
 
 
+def sequence_mdm(dims: dict, vocab_size: int, mask_id: int, length: int):
+    """A bidirectional `Transformer` with one learned embedding per position, for a task of fixed-length
+    sequences whose positions have fixed roles (L&O-NAE-SAT, Zebra); `dims`: d_model, n_layers, n_heads, d_ff."""
+    from fastmdm.models import Transformer  # noqa: PLC0415
+    return Transformer(TransformerConfig(**{**dims, "vocab_size": vocab_size, "mask_token_id": mask_id,
+                                            "max_len": length, "positions": "learned"}))
+
+
+def task_from_checkpoint(config: dict, task_cls, names, where: str, command: str, what: str):
+    """The `what` task (e.g. "Zebra") a checkpoint's config dict was trained on:
+    `task_cls(**{name: config["train"][name]})`."""
+    train = config.get("train") or {}
+    missing = [k for k in names if k not in train]
+    if missing:
+        raise ckpt.CheckpointError(f"{where}: config.json does not name its {what} task "
+                                   f"(train.{missing[0]} is missing); pass a checkpoint written by `{command}`")
+    try:
+        return task_cls(**{k: train[k] for k in names})
+    except (TypeError, ValueError) as e:
+        raise ckpt.CheckpointError(f"{where}: config.json names an invalid task ({e})") from None
+
+
+def load_task_model(path, task_cls, names, command: str, what: str, vocab_size: int, mask_id: int, device="cpu"):
+    """(model, task, config dict) of a `sequence_mdm` checkpoint that `command --out DIR` wrote."""
+    path = Path(path)
+    model, cfg = ckpt.load_model(path, map_location=device)
+    task = task_from_checkpoint(cfg, task_cls, names, f"checkpoint {path}", command, what)
+    mc = model.config
+    if mc.causal or mc.vocab_size != vocab_size or mc.max_len != task.length or mc.mask_token_id != mask_id:
+        raise ckpt.CheckpointError(f"checkpoint {path}: not a {what} MDM of its task (vocabulary {mc.vocab_size}, "
+                                   f"length {mc.max_len}, mask {mc.mask_token_id}; want {vocab_size}, {task.length}, "
+                                   f"{mask_id}); pass a checkpoint written by `{command}`")
+    return model, task, cfg
+
+
 def lr_at(cfg: LoopConfig, step: int, total: int) -> float:
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps

@@ -86,3 +86,39 @@ def check_paths(cfg, resume: bool, make_command: str) -> None:
     if cfg.init_from is not None and not resume and not Path(cfg.init_from).is_dir():
         raise CommandError(f"--init-from {cfg.init_from}: no such checkpoint directory; pass a directory that "
                            f"`{make_command} --out DIR` wrote")
+
+
+# ---------------------------------------------------------------- the model commands of a task (eval, solve)
+def load_checkpoint(args, load):
+    """`load(args.checkpoint)`, a missing or damaged checkpoint a CommandError that names --checkpoint."""
+    from fastmdm.checkpoint import CheckpointError  # noqa: PLC0415
+    try:
+        return load(args.checkpoint)
+    except (FileNotFoundError, NotADirectoryError, CheckpointError) as e:
+        text = str(e)
+        raise CommandError("--" + text if text.startswith("checkpoint ") else f"--checkpoint {args.checkpoint}: "
+                           f"{text}") from e
+
+
+def apply_threads(args) -> None:
+    if args.threads:
+        import torch  # noqa: PLC0415
+        torch.set_num_threads(args.threads)
+
+
+def check_schedule(args) -> None:
+    if args.k is not None and args.threshold is not None:
+        raise UsageError("--k and --threshold are two schedules: pass one of them")
+
+
+def decoding_options(p, *, temperature: float, make_command: str) -> None:
+    """--k / --threshold, --temperature, --seed, --batch-size, --threads and --checkpoint."""
+    p.add_argument("--k", type=positive_int, default=None, help="positions filled per model call (default 1)")
+    p.add_argument("--threshold", type=number_at_least(0.0), default=None,
+                   help="fill every position scoring at least this per call, at least one (instead of --k)")
+    p.add_argument("--temperature", type=number_at_least(0.0), default=temperature,
+                   help="sampling temperature of each token (0: the most likely)")
+    p.add_argument("--seed", type=count, default=0, help="seed of the sampling and the random order")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="sequences per model call")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--checkpoint", required=True, metavar="DIR", help=f"a directory `{make_command} --out DIR` wrote")

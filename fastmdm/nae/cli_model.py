@@ -13,13 +13,12 @@ from fastmdm.cli import (
     check_writable,
     count,
     environment,
-    number_at_least,
     positive_int,
     strategy,
     strategy_list,
     write_text_output,
 )
-from fastmdm.nae.model import PRESETS
+from fastmdm.nae.model import PRESETS, load
 from fastmdm.nae.train import NAETrainConfig
 
 _DEFAULTS = tc.defaults_of(NAETrainConfig)
@@ -39,35 +38,13 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _load(args):
-    from fastmdm.checkpoint import CheckpointError  # noqa: PLC0415
-    from fastmdm.nae.model import load  # noqa: PLC0415
-    try:
-        return load(args.checkpoint)
-    except (FileNotFoundError, NotADirectoryError, CheckpointError) as e:
-        text = str(e)
-        raise CommandError("--" + text if text.startswith("checkpoint ") else f"--checkpoint {args.checkpoint}: "
-                           f"{text}") from e
-
-
-def _threads(args) -> None:
-    if args.threads:
-        import torch  # noqa: PLC0415
-        torch.set_num_threads(args.threads)
-
-
-def _check_schedule(args) -> None:
-    if args.k is not None and args.threshold is not None:
-        raise UsageError("--k and --threshold are two schedules: pass one of them")
-
-
 def cmd_eval(args) -> int:
     from fastmdm.nae import evaluate as ev  # noqa: PLC0415
-    _check_schedule(args)
+    tc.check_schedule(args)
     for option in ("--json", "--markdown", "--plot"):
         check_writable(option, getattr(args, option[2:]))
-    _threads(args)
-    model, task, cfg = _load(args)
+    tc.apply_threads(args)
+    model, task, cfg = tc.load_checkpoint(args, load)
     model.eval()
     rows = ev.evaluate(model, task, args.n, strategies=args.strategies, k=args.k, threshold=args.threshold,
                        temperature=args.temperature, seed=args.seed, batch_size=args.batch_size, progress=True)
@@ -103,10 +80,10 @@ def cmd_solve(args) -> int:
     import fastmdm  # noqa: PLC0415
     from fastmdm.nae import engine, files  # noqa: PLC0415
     from fastmdm.nae.cli import read_sequences  # noqa: PLC0415
-    _check_schedule(args)
+    tc.check_schedule(args)
     check_writable("--out", args.out)
-    _threads(args)
-    model, task, _ = _load(args)
+    tc.apply_threads(args)
+    model, task, _ = tc.load_checkpoint(args, load)
     tokens, file_task, labels = read_sequences(args.file, None)
     if file_task != task:
         raise CommandError(f"{args.file}: its task ({file_task.describe()}) is not the checkpoint's "
@@ -134,18 +111,6 @@ def cmd_solve(args) -> int:
     return 1 if bad else 0
 
 
-def _decoding(p, *, temperature: float) -> None:
-    p.add_argument("--k", type=positive_int, default=None, help="positions filled per model call (default 1)")
-    p.add_argument("--threshold", type=number_at_least(0.0), default=None,
-                   help="fill every position scoring at least this per call, at least one (instead of --k)")
-    p.add_argument("--temperature", type=number_at_least(0.0), default=temperature,
-                   help="sampling temperature of each token (0: the most likely)")
-    p.add_argument("--seed", type=count, default=0, help="seed of the sampling and the random order")
-    p.add_argument("--batch-size", type=positive_int, default=256, help="sequences per model call")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--checkpoint", required=True, metavar="DIR", help=f"a directory `{_COMMAND} --out DIR` wrote")
-
-
 def register(sub) -> None:
     t = add_command(sub, "train", cmd_train, "train an L&O-NAE-SAT MDM (under torchrun: DDP)",
                     description="Train an MDM on fresh L&O-NAE-SAT sequences from the native generator (never the "
@@ -170,7 +135,7 @@ def register(sub) -> None:
     e.add_argument("--n", type=positive_int, default=200, help="sequences generated per order")
     e.add_argument("--strategies", type=strategy_list, default=("random", "confidence", "margin", "entropy"),
                    help="decoding orders, comma-separated (default: random,confidence,margin,entropy)")
-    _decoding(e, temperature=1.0)
+    tc.decoding_options(e, temperature=1.0, make_command=_COMMAND)
     e.add_argument("--token-accuracy", type=count, default=0, metavar="N",
                    help="also measure one model call on random masks of N test sequences, by token type")
     e.add_argument("--json", default=None, metavar="FILE", help="write the rows and the run's environment")
@@ -183,4 +148,4 @@ def register(sub) -> None:
     s.add_argument("file", help="txt or npz file, - for stdin")
     s.add_argument("--strategy", type=strategy, default="margin", help="decoding order")
     s.add_argument("--out", default=None, help="output file (default: stdout)")
-    _decoding(s, temperature=0.0)
+    tc.decoding_options(s, temperature=0.0, make_command=_COMMAND)

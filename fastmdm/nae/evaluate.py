@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-import fastmdm
+from fastmdm.evaluation import sample_batches
 from fastmdm.nae import engine
 from fastmdm.nae.data import TEST_SEED
 from fastmdm.stats import mean_interval, wilson_interval
@@ -28,28 +27,13 @@ from fastmdm.stats import mean_interval, wilson_interval
 DEFAULT_STRATEGIES = ("random", "confidence", "margin", "entropy")
 
 
-@torch.no_grad()
 def generate_samples(model, task: engine.Task, n: int, *, strategy="margin", k=None, threshold=None,
                      temperature=1.0, seed=0, batch_size=256, progress=False):
     """`n` sequences generated from all-masked rows: a `fastmdm.Trace` (tokens [n, N+P], order, nfe)."""
-    device = next(model.parameters()).device
-    g = torch.Generator(device=device).manual_seed(int(seed))
-    tokens, orders, nfe = [], [], 0
-    bar = tqdm(total=n, desc=f"nae {strategy}", unit="seq", disable=not progress, leave=False)
-    for a in range(0, n, batch_size):
-        b = min(n, a + batch_size)
-        x = torch.full((b - a, task.length), engine.MASK_ID, dtype=torch.long, device=device)
-        tr = fastmdm.sample(model, x, strategy=strategy, mask_id=engine.MASK_ID, k=k, threshold=threshold,
-                            temperature=temperature, generator=g, return_trace=True)
-        tokens.append(tr.tokens.cpu())
-        orders.append(tr.order.cpu())
-        nfe += tr.nfe
-        bar.update(b - a)
-    bar.close()
-    if not tokens:
-        return fastmdm.Trace(torch.zeros(0, task.length, dtype=torch.long), torch.zeros(0, task.length,
-                             dtype=torch.long), 0)
-    return fastmdm.Trace(torch.cat(tokens), torch.cat(orders), nfe)
+    x = torch.full((n, task.length), engine.MASK_ID, dtype=torch.long)
+    return sample_batches(model, x, mask_id=engine.MASK_ID, strategy=strategy, k=k, threshold=threshold,
+                          temperature=temperature, seed=seed, batch_size=batch_size, progress=progress,
+                          desc=f"nae {strategy}")
 
 
 def summarize(trace, task: engine.Task, strategy: str) -> dict:

@@ -17,6 +17,7 @@ from fastmdm.cli import (
     count,
     int_at_least,
     positive_int,
+    strategy,
     write_text_output,
 )
 from fastmdm.zebra import engine, files
@@ -176,6 +177,9 @@ def cmd_solve(args: argparse.Namespace) -> int:
     if not args.keep_cells:
         tokens = tokens.copy()
         tokens[:, task.cell_positions] = MASK_ID
+    if args.checkpoint is not None:
+        from fastmdm.zebra.cli_model import model_solve  # noqa: PLC0415
+        return model_solve(args, tokens, task, labels)
     try:
         s = engine.solve(tokens, task, threads=args.threads)
     except ValueError as e:
@@ -220,7 +224,7 @@ def _task_arguments(p, defaults: bool) -> None:
 
 
 def register(top) -> None:
-    p = top.add_parser("zebra", help="Zebra (Einstein) puzzles: generate data, check and solve puzzles",
+    p = top.add_parser("zebra", help="Zebra (Einstein) puzzles: data, checking, solving, training, evaluation",
                        formatter_class=HelpFormatter)
     add_debug(p)
     sub = p.add_subparsers(dest="zebra_command", metavar="SUBCOMMAND")
@@ -263,4 +267,10 @@ def register(top) -> None:
     s.add_argument("--keep-cells", action="store_true",
                    help="treat the file's visible cells as givens ('.' unknown); by default only the clues count")
     s.add_argument("--no-steps", action="store_true", help="only the count and the grid, not the deduction steps")
+    s.add_argument("--checkpoint", default=None, metavar="DIR",
+                   help="fill the cells with this model (`fastmdm zebra train --out DIR`) instead of the native solver")
+    s.add_argument("--strategy", type=strategy, default="margin", help="with --checkpoint: the decoding order")
     s.add_argument("--threads", type=positive_int, default=None, help="worker threads (default: all cores)")
+
+    from fastmdm.zebra import cli_model  # noqa: PLC0415 (torch loads only when a model command runs)
+    cli_model.register(sub)

@@ -1,0 +1,28 @@
+"""The Zebra MDM: `fastmdm.models.Transformer`, bidirectional, a learned embedding per position (the clue
+slots and the cells have fixed places in the sequence). A checkpoint's config.json records the task in its
+training record (`train.houses`, `train.attributes`, `train.max_clues`, `train.logic_only`)."""
+from __future__ import annotations
+
+from fastmdm.training import load_task_model, sequence_mdm
+from fastmdm.zebra.engine import MASK_ID, VOCAB_SIZE, Task
+
+#: model sizes; "paper" is about the paper's 19M Zebra MDM (20.6M here)
+PRESETS = {
+    "paper": dict(d_model=512, n_layers=6, n_heads=8, d_ff=1536),
+    "cpu": dict(d_model=128, n_layers=6, n_heads=4, d_ff=384),
+    "tiny": dict(d_model=32, n_layers=2, n_heads=2, d_ff=64),
+}
+TASK_FIELDS = ("houses", "attributes", "max_clues", "logic_only")
+
+
+def zebra_model(task: Task, preset: str = "cpu"):
+    """A fresh MDM of a preset's size for `task`'s sequences."""
+    if preset not in PRESETS:
+        raise ValueError(f"preset: unknown {preset!r}; use one of {sorted(PRESETS)}")
+    return sequence_mdm(PRESETS[preset], VOCAB_SIZE, MASK_ID, task.length)
+
+
+def load(checkpoint, device="cpu"):
+    """(model, task, config dict) from a directory that `fastmdm zebra train --out DIR` wrote."""
+    return load_task_model(checkpoint, Task, TASK_FIELDS, "fastmdm zebra train", "Zebra", VOCAB_SIZE, MASK_ID,
+                           device)

@@ -1,0 +1,94 @@
+"""Train a Zebra MDM: `fastmdm zebra train` (one process) or under `torchrun` (DDP).
+
+The loop is `fastmdm.training`'s. Data: fresh puzzles from the native generator at every step, never
+repeated: step s draws a start index in [0, 2**62) from its own generator and takes `batch_size` consecutive
+puzzles of seed `data_seed` from there (the test seed, `fastmdm.zebra.data.TEST_SEED`, is refused). The clues
+always stay visible; each row draws a masking rate t (stratified over the batch), each cell is masked with
+probability t, and the loss is the masked-diffusion ELBO over the cells.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+import fastmdm
+from fastmdm import training
+from fastmdm.training import MDMObjective
+from fastmdm.zebra import engine
+from fastmdm.zebra.data import TEST_SEED
+from fastmdm.zebra.model import PRESETS, zebra_model
+
+
+@dataclass
+class ZebraTrainConfig(training.LoopConfig):
+    """One Zebra training run (the loop's fields are `fastmdm.training.LoopConfig`'s)."""
+    preset: str = "cpu"
+    houses: int = 5
+    attributes: int = 5
+    max_clues: int | None = None
+    logic_only: bool = False
+    data_seed: int = 1
+    batch_size: int = 64
+    eval_every: int = 1000
+    eval_n: int = 200
+    eval_strategies: str = "random,margin"
+    out: str = "runs/zebra"
+
+    def __post_init__(self):
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset: unknown {self.preset!r}; use one of {sorted(PRESETS)}")
+        super().__post_init__()
+        self.max_clues = self.task.max_clues   # validates the task; None becomes houses * attributes
+        if isinstance(self.data_seed, bool) or not isinstance(self.data_seed, int) or not 0 <= self.data_seed < 2**64:
+            raise ValueError(f"data_seed: must be an integer in [0, 2**64), got {self.data_seed!r}")
+        if self.data_seed == TEST_SEED:
+            raise ValueError(f"data_seed: {TEST_SEED} is the test set's seed; pick another")
+
+    @property
+    def task(self) -> engine.Task:
+        return engine.Task(self.houses, self.attributes, self.max_clues, self.logic_only)
+
+
+def make_batch(task: engine.Task, data_seed: int, batch_size: int, g: torch.Generator):
+    """(inputs, targets, masked, p_mask, fillable) for one step, every random draw from `g`."""
+    start = int(torch.randint(2**62, (1,), generator=g, dtype=torch.int64))
+    x0 = torch.from_numpy(engine.generate(batch_size, task, data_seed, threads=1, start=start).tokens).long()
+    fillable = torch.zeros_like(x0, dtype=torch.bool)
+    fillable[:, task.cell_positions] = True
+    t = (torch.randperm(batch_size, generator=g).float() + torch.rand(batch_size, generator=g)) / batch_size
+    masked, p_mask = fastmdm.sample_mask(x0, fillable=fillable, t=t, generator=g)
+    return x0.masked_fill(masked, engine.MASK_ID), x0, masked, p_mask, fillable
+
+
+class ZebraTask:
+    """The Zebra `fastmdm.training.TrainingTask`."""
+
+    def build_model(self, cfg: ZebraTrainConfig):
+        return zebra_model(cfg.task, cfg.preset)
+
+    def describe(self, cfg: ZebraTrainConfig) -> str:
+        return f"Zebra MDM, preset {cfg.preset}, {cfg.task.describe()}"
+
+    def prepare(self, cfg: ZebraTrainConfig, log) -> None:
+        from fastmdm.zebra.data import test_set  # noqa: PLC0415
+        self.task = cfg.task
+        self.held = test_set(max(cfg.eval_n, 1), self.task).tokens if cfg.eval_every and cfg.eval_n else None
+
+    def objective(self, model):
+        return MDMObjective(model)
+
+    def batch(self, cfg: ZebraTrainConfig, g: torch.Generator, step: int) -> tuple:
+        return make_batch(self.task, cfg.data_seed, cfg.batch_size, g)
+
+    def evaluate(self, model, cfg: ZebraTrainConfig) -> tuple[list, str]:
+        from fastmdm.zebra.evaluate import evaluate  # noqa: PLC0415
+        rows = evaluate(model, self.task, self.held, strategies=cfg.eval_strategies.split(","))
+        msg = ", ".join(f"{r['strategy']} {100 * r['puzzle_acc']:.1f}% (cells {100 * r['cell_acc']:.1f}%)"
+                        for r in rows)
+        return rows, f"held-out test puzzles n={len(self.held)}: {msg}"
+
+
+def train(cfg: ZebraTrainConfig, *, resume: bool = False, log=None) -> dict:
+    """Run training; returns {"model", "optimizer", "step", "history", "out"}."""
+    return training.run(cfg, ZebraTask(), resume=resume, log=log)
