@@ -96,8 +96,9 @@ def load_checkpoint(args, load):
         return load(args.checkpoint)
     except (FileNotFoundError, NotADirectoryError, CheckpointError) as e:
         text = str(e)
-        raise CommandError("--" + text if text.startswith("checkpoint ") else f"--checkpoint {args.checkpoint}: "
-                           f"{text}") from e
+        if args.checkpoint is not None:
+            text = "--" + text if text.startswith("checkpoint ") else f"--checkpoint {args.checkpoint}: {text}"
+        raise CommandError(text) from e
 
 
 def apply_threads(args) -> None:
@@ -111,7 +112,7 @@ def check_schedule(args) -> None:
         raise UsageError("--k and --threshold are two schedules: pass one of them")
 
 
-def decoding_options(p, *, temperature: float, make_command: str) -> None:
+def decoding_options(p, *, temperature: float, make_command: str, shipped: bool = False) -> None:
     """--k / --threshold, --temperature, --seed, --batch-size, --threads and --checkpoint."""
     p.add_argument("--k", type=positive_int, default=None, help="positions filled per model call (default 1)")
     p.add_argument("--threshold", type=number_at_least(0.0), default=None,
@@ -121,4 +122,6 @@ def decoding_options(p, *, temperature: float, make_command: str) -> None:
     p.add_argument("--seed", type=count, default=0, help="seed of the sampling and the random order")
     p.add_argument("--batch-size", type=positive_int, default=256, help="sequences per model call")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--checkpoint", required=True, metavar="DIR", help=f"a directory `{make_command} --out DIR` wrote")
+    p.add_argument("--checkpoint", required=not shipped, default=None, metavar="DIR",
+                   help=f"a directory `{make_command} --out DIR` wrote" + (" (default: the shipped model)" if shipped
+                                                                          else ""))

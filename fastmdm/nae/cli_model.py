@@ -64,7 +64,7 @@ def cmd_eval(args) -> int:
     if args.json:
         write_text_output(args.json, json.dumps({"task": {k: getattr(task, k) for k in
                                                           ("latents", "observations", "arity", "structure_seed")},
-                                                 "checkpoint": str(args.checkpoint), "trained": trained,
+                                                 "checkpoint": str(args.checkpoint or "shipped"), "trained": trained,
                                                  "rows": rows, "token_accuracy": tokens, **environment(args)},
                                                 indent=1) + "\n")
     if args.plot:
@@ -135,7 +135,7 @@ def register(sub) -> None:
     e.add_argument("--n", type=positive_int, default=200, help="sequences generated per order")
     e.add_argument("--strategies", type=strategy_list, default=("random", "confidence", "margin", "entropy"),
                    help="decoding orders, comma-separated (default: random,confidence,margin,entropy)")
-    tc.decoding_options(e, temperature=1.0, make_command=_COMMAND)
+    tc.decoding_options(e, temperature=1.0, make_command=_COMMAND, shipped=True)
     e.add_argument("--token-accuracy", type=count, default=0, metavar="N",
                    help="also measure one model call on random masks of N test sequences, by token type")
     e.add_argument("--json", default=None, metavar="FILE", help="write the rows and the run's environment")
@@ -148,4 +148,4 @@ def register(sub) -> None:
     s.add_argument("file", help="txt or npz file, - for stdin")
     s.add_argument("--strategy", type=strategy, default="margin", help="decoding order")
     s.add_argument("--out", default=None, help="output file (default: stdout)")
-    tc.decoding_options(s, temperature=0.0, make_command=_COMMAND)
+    tc.decoding_options(s, temperature=0.0, make_command=_COMMAND, shipped=True)

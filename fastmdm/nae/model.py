@@ -6,6 +6,8 @@ distribution) by position alone. A checkpoint's config.json records the task in 
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastmdm.nae.engine import MASK_ID, VOCAB_SIZE, Task
 from fastmdm.training import load_task_model, sequence_mdm
 
@@ -16,6 +18,8 @@ PRESETS = {
     "tiny": dict(d_model=32, n_layers=2, n_heads=2, d_ff=64),
 }
 TASK_FIELDS = ("latents", "observations", "arity", "structure_seed")
+#: the checkpoint shipped in the package (its card: checkpoints/MODEL_CARD.md)
+SHIPPED_CHECKPOINT = Path(__file__).parent / "checkpoints" / "nae-mdm"
 
 
 def nae_model(task: Task, preset: str = "cpu"):
@@ -25,7 +29,13 @@ def nae_model(task: Task, preset: str = "cpu"):
     return sequence_mdm(PRESETS[preset], VOCAB_SIZE, MASK_ID, task.length)
 
 
-def load(checkpoint, device="cpu"):
-    """(model, task, config dict) from a directory that `fastmdm nae train --out DIR` wrote."""
+def load(checkpoint=None, device="cpu"):
+    """(model, task, config dict) from a directory that `fastmdm nae train --out DIR` wrote, or the shipped
+    model when None."""
+    if checkpoint is None:
+        if not (SHIPPED_CHECKPOINT / "model.safetensors").is_file():
+            raise FileNotFoundError(f"the shipped L&O-NAE-SAT checkpoint is missing from {SHIPPED_CHECKPOINT}; pass "
+                                    "--checkpoint DIR (a directory written by `fastmdm nae train --out DIR`)")
+        checkpoint = SHIPPED_CHECKPOINT
     return load_task_model(checkpoint, Task, TASK_FIELDS, "fastmdm nae train", "L&O-NAE-SAT", VOCAB_SIZE,
                            MASK_ID, device)
