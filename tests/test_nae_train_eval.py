@@ -96,6 +96,20 @@ def test_the_exact_posterior_generates_only_consistent_sequences_in_every_order(
     assert r["calls_per_sequence"] == TASK.length
 
 
+@pytest.mark.parametrize("strategy", ["random", "margin"])
+def test_infilling_keeps_what_is_given_and_the_exact_posterior_completes_it_consistently(strategy):
+    start = ev.starting_rows(TASK, 30, given=0.5, seed=2)
+    visible = start != MASK_ID
+    assert 0.3 < visible.float().mean() < 0.7
+    tr = ev.generate_samples(PosteriorOracle(TASK), TASK, 30, strategy=strategy, seed=2, given=0.5)
+    assert torch.equal(tr.tokens[visible], start[visible]) and (tr.order[visible] == -1).all()
+    (r,) = ev.evaluate(PosteriorOracle(TASK), TASK, 30, strategies=[strategy], seed=2, given=0.5)
+    assert r["consistent"] == 1.0 and r["decoded_observation_acc"] == 1.0 and r["given"] == 0.5
+    assert r["calls_per_sequence"] < TASK.length
+    with pytest.raises(ValueError, match="given"):
+        ev.starting_rows(TASK, 2, given=1.0)
+
+
 def test_always_writing_one_scores_about_three_quarters_and_random_order_spreads_the_latents():
     task = Task()   # the paper's (25, 275): P(not all equal) = 3/4 per clause
     (r,) = ev.evaluate(AlwaysOne(task), task, 64, strategies=["random"], k=25, seed=0)
@@ -133,12 +147,13 @@ def tiny_checkpoint(tmp_path_factory):
 def test_eval_writes_the_table_json_markdown_and_plot(tiny_checkpoint, tmp_path, capsys):
     j, md, png = tmp_path / "r.json", tmp_path / "r.md", tmp_path / "r.png"
     assert main(["nae", "eval", "--checkpoint", str(tiny_checkpoint), "--n", "6", "--strategies", "random,margin",
-                 "--k", "4", "--token-accuracy", "20", "--json", str(j), "--markdown", str(md), "--plot",
-                 str(png)]) == 0
+                 "--k", "4", "--given", "0.3", "--token-accuracy", "20", "--json", str(j), "--markdown", str(md),
+                 "--plot", str(png)]) == 0
     out = capsys.readouterr().out
     assert "| random |" in out and "| margin |" in out and "masked latents right" in out
     data = json.loads(j.read_text())
     assert [r["strategy"] for r in data["rows"]] == ["random", "margin"] and data["task"]["latents"] == 6
+    assert all(r["given"] == 0.3 for r in data["rows"]) and "30% of their positions visible" in out
     assert data["trained"]["steps"] == 4 and "command" in data and len(data["token_accuracy"]) == 5
     assert md.read_text().startswith("L&O-NAE-SAT") and png.read_bytes()[:4] == b"\x89PNG"
 
@@ -173,6 +188,7 @@ def test_the_model_commands_refuse_bad_input(tiny_checkpoint, tmp_path, capsys):
                                    str(tmp_path / "x")], capsys, 2)
     assert "--steps, --minutes" in failing(["nae", "train", "--out", str(tmp_path / "x")], capsys, 2)
     assert "--strategies" in failing(["nae", "eval", *ck, "--strategies", "best"], capsys, 2)
+    assert "--given" in failing(["nae", "eval", *ck, "--given", "1.5"], capsys, 2)
     from fastmdm.checkpoint import save_model
     from fastmdm.sudoku.model import sudoku_model
     save_model(tmp_path / "sudoku", sudoku_model("tiny"))

@@ -27,6 +27,17 @@ _FIELDS = (*tc.LOOP_FIELDS, "preset", "latents", "observations", "arity", "struc
            "eval_strategies")
 
 
+def _share(text: str) -> float:
+    import argparse  # noqa: PLC0415
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not 0.0 <= v < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a share in [0, 1), got {text!r}")
+    return v
+
+
 def cmd_train(args) -> int:
     from fastmdm.nae.train import train  # noqa: PLC0415
     kw = tc.given_fields(args, _FIELDS)
@@ -47,8 +58,11 @@ def cmd_eval(args) -> int:
     model, task, cfg = tc.load_checkpoint(args, load)
     model.eval()
     rows = ev.evaluate(model, task, args.n, strategies=args.strategies, k=args.k, threshold=args.threshold,
-                       temperature=args.temperature, seed=args.seed, batch_size=args.batch_size, progress=True)
-    text = [f"L&O-NAE-SAT ({task.describe()}), {args.n} sequences generated per order from all-masked, "
+                       temperature=args.temperature, seed=args.seed, batch_size=args.batch_size, progress=True,
+                       given=args.given)
+    start = ("from all-masked rows" if args.given == 0 else
+             f"from test sequences with {args.given:.0%} of their positions visible")
+    text = [f"L&O-NAE-SAT ({task.describe()}), {args.n} sequences decoded per order {start}, "
             f"temperature {args.temperature:g}, " + (f"threshold {args.threshold:g}" if args.threshold is not None
                                                      else f"{args.k or 1} position(s) per call"), "",
             ev.format_table(rows, task)]
@@ -136,6 +150,9 @@ def register(sub) -> None:
     e.add_argument("--strategies", type=strategy_list, default=("random", "confidence", "margin", "entropy"),
                    help="decoding orders, comma-separated (default: random,confidence,margin,entropy)")
     tc.decoding_options(e, temperature=1.0, make_command=_COMMAND, shipped=True)
+    e.add_argument("--given", type=_share, default=0.0, metavar="P",
+                   help="infilling: start from test sequences with each position visible with probability P "
+                   "(default 0: unconditional generation from all-masked rows)")
     e.add_argument("--token-accuracy", type=count, default=0, metavar="N",
                    help="also measure one model call on random masks of N test sequences, by token type")
     e.add_argument("--json", default=None, metavar="FILE", help="write the rows and the run's environment")

@@ -9,8 +9,16 @@ fraction of observation tokens equal to the NAE predicate of the sequence's own 
 (`fastmdm.nae.engine.check`); always writing 1 would score 75%.
 
 Per order the table also says where the order puts the latents: `latents_first`, the share of latents among
-the first N positions filled (a random order gives N / (N + P)), and `latent_rank`, the mean step at which a
-latent was filled as a fraction of the sequence. `token_accuracy` measures the model in one call on random
+the first D positions filled, D the latents a row decodes (a random order gives D over the positions decoded),
+and `latent_rank`, the mean step at which a latent was filled as a fraction of the positions decoded.
+
+`given` > 0 turns generation into infilling: the rows start from test sequences with each position visible
+with that probability (`starting_rows`), and `decoded_observation_acc` is the accuracy on the observation
+tokens the model wrote. Why this matters: NAE is symmetric under flipping every latent, so from an all-masked
+row every latent's exact conditional stays 1/2 until one latent is written, and a margin (or confidence, or
+entropy) order writes every observation before any latent; visible tokens break that symmetry.
+
+`token_accuracy` measures the model in one call on random
 masks of fresh sequences, by token type and masking rate: the "train for the worst" view of which
 subproblems it gets wrong.
 """
@@ -27,43 +35,68 @@ from fastmdm.stats import mean_interval, wilson_interval
 DEFAULT_STRATEGIES = ("random", "confidence", "margin", "entropy")
 
 
+def starting_rows(task: engine.Task, n: int, given: float = 0.0, seed: int = 0) -> torch.Tensor:
+    """The rows decoding starts from, LongTensor [n, N+P]: all masked (`given` 0: unconditional generation), or
+    the first n test sequences (`data.TEST_SEED`) with each position kept visible with probability `given`
+    (infilling: what is visible is consistent, the rest is masked)."""
+    if not 0.0 <= given < 1.0:
+        raise ValueError(f"given: the share of visible positions must be in [0, 1), got {given!r}")
+    if given == 0.0:
+        return torch.full((n, task.length), engine.MASK_ID, dtype=torch.long)
+    x0 = torch.from_numpy(engine.generate(n, task, TEST_SEED)).long()
+    hidden = torch.rand(x0.shape, generator=torch.Generator().manual_seed(int(seed) + 1)) >= given
+    return x0.masked_fill(hidden, engine.MASK_ID)
+
+
 def generate_samples(model, task: engine.Task, n: int, *, strategy="margin", k=None, threshold=None,
-                     temperature=1.0, seed=0, batch_size=256, progress=False):
-    """`n` sequences generated from all-masked rows: a `fastmdm.Trace` (tokens [n, N+P], order, nfe)."""
-    x = torch.full((n, task.length), engine.MASK_ID, dtype=torch.long)
+                     temperature=1.0, seed=0, batch_size=256, progress=False, given=0.0):
+    """`n` sequences decoded from `starting_rows(task, n, given, seed)`: a `fastmdm.Trace` (tokens [n, N+P],
+    order: the step each position was filled, -1 where it was given; nfe)."""
+    x = starting_rows(task, n, given, seed)
     return sample_batches(model, x, mask_id=engine.MASK_ID, strategy=strategy, k=k, threshold=threshold,
                           temperature=temperature, seed=seed, batch_size=batch_size, progress=progress,
                           desc=f"nae {strategy}")
 
 
 def summarize(trace, task: engine.Task, strategy: str) -> dict:
-    """One table row from a generation trace."""
+    """One table row from a decoding trace (given positions have order -1 and count as filled first)."""
     tokens = trace.tokens.numpy()
     n = len(tokens)
     r = engine.check(tokens, task)
     consistent = int(r.ok.sum())
     order = trace.order.numpy()
-    rank = np.argsort(np.argsort(order, axis=1, kind="stable"), axis=1, kind="stable")  # 0 = filled first
-    lat = rank[:, task.latent_positions]
+    decoded = order >= 0
+    # rank among the decoded positions (0 = filled first; given positions rank last and are left out)
+    rank = np.argsort(np.argsort(np.where(decoded, order, np.iinfo(order.dtype).max), axis=1, kind="stable"),
+                      axis=1, kind="stable")
+    lat, lat_dec = rank[:, task.latent_positions], decoded[:, task.latent_positions]
+    n_lat = lat_dec.sum(axis=1, keepdims=True)                       # latents each row decodes
+    early = (lat < n_lat) & lat_dec                                  # decoded among the first n_lat filled
+    lat_share = early.sum() / max(int(n_lat.sum()), 1)
+    lat_rank = (lat / np.maximum(decoded.sum(axis=1, keepdims=True), 1))[lat_dec]
+    obs_ok = r.ok_tokens[:, task.observation_positions]
+    obs_decoded = decoded[:, task.observation_positions]
     return {
         "strategy": strategy, "n": n,
         "observation_acc": float(r.observation_accuracy.mean()) if n else 0.0,
         "observation_acc_ci95": list(mean_interval(r.observation_accuracy)),
+        "decoded_observation_acc": float(obs_ok[obs_decoded].mean()) if obs_decoded.any() else None,
         "consistent": consistent / max(n, 1), "consistent_ci95": list(wilson_interval(consistent, n)),
-        "latents_first": float((lat < task.latents).mean()) if n else 0.0,
-        "latent_rank": float(lat.mean() / task.length) if n else 0.0,
+        "latents_first": float(lat_share),
+        "latent_rank": float(lat_rank.mean()) if lat_rank.size else 0.0,
         "calls_per_sequence": float((order.max(axis=1) + 1).mean()) if n else 0.0,
     }
 
 
 def evaluate(model, task: engine.Task, n: int, *, strategies=DEFAULT_STRATEGIES, k=None, threshold=None,
-             temperature=1.0, seed=0, batch_size=256, progress=False) -> list[dict]:
-    """One row per strategy (`summarize`'s fields), each from `n` sequences generated with the same seed."""
+             temperature=1.0, seed=0, batch_size=256, progress=False, given=0.0) -> list[dict]:
+    """One row per strategy (`summarize`'s fields), each from the same `n` starting rows and seed."""
     rows = []
     for s in strategies:
         tr = generate_samples(model, task, n, strategy=s, k=k, threshold=threshold, temperature=temperature,
-                              seed=seed, batch_size=batch_size, progress=progress)
-        rows.append({**summarize(tr, task, s), "k": k or 1, "threshold": threshold, "temperature": temperature})
+                              seed=seed, batch_size=batch_size, progress=progress, given=given)
+        rows.append({**summarize(tr, task, s), "k": k or 1, "threshold": threshold, "temperature": temperature,
+                     "given": given})
     return rows
 
 
@@ -105,13 +138,16 @@ def token_accuracy(model, task: engine.Task, n: int = 1000, rates=(0.1, 0.3, 0.5
 
 def format_table(rows: list[dict], task: engine.Task) -> str:
     """A markdown table of `evaluate`'s rows."""
-    head = ("| order | observation accuracy (95% CI) | consistent sequences (95% CI) | latents among the first "
-            f"{task.latents} filled | mean latent step / L | calls |\n|---|---|---|---|---|---|")
+    head = ("| order | observation accuracy (95% CI) | decoded observations right | consistent sequences (95% CI) | "
+            f"latents among the first {task.latents} filled | mean latent step / L | calls |\n"
+            "|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
         lo, hi = r["observation_acc_ci95"]
         clo, chi = r["consistent_ci95"]
+        dec = r.get("decoded_observation_acc")
         lines.append(f"| {r['strategy']} | {100 * r['observation_acc']:.2f}% ({100 * lo:.2f}-{100 * hi:.2f}) | "
+                     f"{'-' if dec is None else f'{100 * dec:.2f}%'} | "
                      f"{100 * r['consistent']:.1f}% ({100 * clo:.1f}-{100 * chi:.1f}) | "
                      f"{100 * r['latents_first']:.1f}% | {r['latent_rank']:.3f} | {r['calls_per_sequence']:.1f} |")
     return "\n".join(lines)
