@@ -19,7 +19,7 @@ def _checkpoint_list(text: str) -> list[str]:
 def cmd_compare(args) -> int:
     from pathlib import Path  # noqa: PLC0415
 
-    from fastmdm.checkpoint import atomic_write_json  # noqa: PLC0415
+    from fastmdm.checkpoint import atomic_write_json, atomic_write_text  # noqa: PLC0415
     from fastmdm.sudoku import compare  # noqa: PLC0415
     from fastmdm.sudoku.cli_model import EVAL_N  # noqa: PLC0415
     from fastmdm.sudoku.data import test_set  # noqa: PLC0415
@@ -51,7 +51,7 @@ def cmd_compare(args) -> int:
                                                        "decoding": "one cell per call, temperature 0"},
                                           "rows": rows})
         if args.md:
-            Path(args.md).write_text(table + "\n")
+            atomic_write_text(args.md, table + "\n")
         if args.plot:
             compare.plot(rows, args.plot)
     except OSError as e:

@@ -55,9 +55,9 @@ def compare(checkpoints, sets: dict, *, strategies=DEFAULT_STRATEGIES, batch_siz
 def format_markdown(rows: list[dict]) -> str:
     """The comparison table: one row per model and decoding, solved puzzles with 95% CIs per split."""
     splits = list(rows[0]["splits"]) if rows else []
-    head = ("| model | decoding | parameters | training samples | "
+    head = ("| model | decoding | parameters | training samples | training wall minutes | "
             + " | ".join(f"{s}: solved (95% CI) | {s}: cells right" for s in splits) + " |")
-    lines = [head, "|---|---|---|---|" + "---|---|" * len(splits)]
+    lines = [head, "|---|---|---|---|---|" + "---|---|" * len(splits)]
     for r in rows:
         cols = []
         for s in splits:
@@ -66,8 +66,9 @@ def format_markdown(rows: list[dict]) -> str:
             cols += [f"{100 * x['puzzle_acc']:.1f}% ({100 * lo:.1f}-{100 * hi:.1f})", f"{100 * x['cell_acc']:.1f}%"]
         name = "MDM" if r["arch"] == "mdm" else f"ARM, {r['arch'].removeprefix('arm-')} order"
         params = f"{r['parameters'] / 1e6:.2f}M" if r["parameters"] else "?"
+        wall = "?" if r.get("wall_minutes") is None else f"{r['wall_minutes']:.0f}"
         lines.append(f"| {name} (`{Path(r['checkpoint']).name}`) | {r['decoding']} | {params} | "
-                     f"{r['samples']:,} | " + " | ".join(cols) + " |")
+                     f"{r['samples']:,} | {wall} | " + " | ".join(cols) + " |")
     return "\n".join(lines)
 
 
