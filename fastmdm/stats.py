@@ -15,7 +15,10 @@ def wilson_interval(solved: int, n: int, z: float = Z95) -> tuple[float, float]:
     p = solved / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # exact at the ends (rounding would leave 1e-19 above 0 solved, which a plot's error bar refuses)
+    lo = 0.0 if solved == 0 else max(0.0, centre - half)
+    hi = 1.0 if solved == n else min(1.0, centre + half)
+    return lo, hi
 
 
 def mean_interval(values, z: float = Z95) -> tuple[float, float]:

@@ -177,6 +177,7 @@ def test_calls_per_puzzle_reads_the_trace_order():
 def test_the_wilson_interval_matches_known_values():
     lo, hi = wilson_interval(50, 100)
     assert lo == pytest.approx(0.4038, abs=1e-4) and hi == pytest.approx(0.5962, abs=1e-4)
+    assert wilson_interval(0, 1000)[0] == 0.0 and wilson_interval(1000, 1000)[1] == 1.0
     lo, hi = wilson_interval(0, 10)
     assert lo == 0 and hi == pytest.approx(0.2775, abs=1e-4)
     assert wilson_interval(10, 10)[1] == pytest.approx(1.0)
