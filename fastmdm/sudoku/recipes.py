@@ -55,7 +55,7 @@ RECIPES: dict[str, tuple[Stage, ...]] = {
               {**_SHIPPED_COMMON, "minutes": 112.0, "lr": 5e-4, "seed": 2, "eval_every": 2000, "threads": 2,
                "init_from": "sudoku-cpu2", "out": "sudoku-cpu3"}),
     ),
-    # the autoregressive baselines (benchmarks/results/sudoku_compare.md): the same body, one thread each, run side by side.
+    # the autoregressive baselines (benchmarks/results/sudoku_compare.md): the same body, one thread each.
     # A loss over cells and digits from step 0 held the digits at chance (ln 9) for 1,000 steps in session 6;
     # the digits alone leave that plateau after about 250 steps, so the solver-order ARM trains on digits
     # first, and the row-major one (whose cells are given at decoding) on digits only.
