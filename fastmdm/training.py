@@ -29,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 from fastmdm import checkpoint as ckpt
-from fastmdm.loss import mdm_loss_from_hidden
+from fastmdm.loss import mdm_loss_from_hidden, sample_mask
 from fastmdm.models import TransformerConfig
 
 
@@ -105,6 +105,31 @@ class MDMObjective(torch.nn.Module):
         hidden = self.model.forward_hidden(inputs)
         head = self.model.get_output_embeddings()
         return mdm_loss_from_hidden(hidden, head.weight, targets, masked, p_mask, bias=head.bias, fillable=fillable)
+
+
+def masked_batch(x0: torch.Tensor, fillable: torch.Tensor | None, mask_id: int, g: torch.Generator):
+    """(inputs, targets, masked, p_mask, fillable) of one MDM step on clean rows `x0` [B, L]: one masking rate
+    per row, stratified over the batch (row rates spread evenly over (0, 1)), each fillable position (every
+    position when None) masked with its row's rate; every draw from `g`."""
+    b = x0.shape[0]
+    t = (torch.randperm(b, generator=g).float() + torch.rand(b, generator=g)) / b
+    masked, p_mask = sample_mask(x0, fillable=fillable, t=t, generator=g)
+    if fillable is None:
+        fillable = torch.ones_like(masked)
+    return x0.masked_fill(masked, mask_id), x0, masked, p_mask, fillable
+
+
+def stream_start(g: torch.Generator) -> int:
+    """A start index in [0, 2**62) of a generator's deterministic stream: fresh data at every step."""
+    return int(torch.randint(2**62, (1,), generator=g, dtype=torch.int64))
+
+
+def check_data_seed(seed, test_seed: int) -> None:
+    """A training data seed: an integer in [0, 2**64), never the test set's."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+        raise ValueError(f"data_seed: must be an integer in [0, 2**64), got {seed!r}")
+    if seed == test_seed:
+        raise ValueError(f"data_seed: {test_seed} is the test set's seed; pick another")
 
 
 def sequence_mdm(dims: dict, vocab_size: int, mask_id: int, length: int):

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import torch
 
-import fastmdm
 from fastmdm import training
 from fastmdm.nae import engine
 from fastmdm.nae.data import TEST_SEED
@@ -44,10 +43,7 @@ class NAETrainConfig(training.LoopConfig):
             raise ValueError(f"preset: unknown {self.preset!r}; use one of {sorted(PRESETS)}")
         super().__post_init__()
         _ = self.task  # validates latents, observations, arity, structure_seed
-        if isinstance(self.data_seed, bool) or not isinstance(self.data_seed, int) or not 0 <= self.data_seed < 2**64:
-            raise ValueError(f"data_seed: must be an integer in [0, 2**64), got {self.data_seed!r}")
-        if self.data_seed == TEST_SEED:
-            raise ValueError(f"data_seed: {TEST_SEED} is the test set's seed; pick another")
+        training.check_data_seed(self.data_seed, TEST_SEED)
 
     @property
     def task(self) -> engine.Task:
@@ -56,12 +52,9 @@ class NAETrainConfig(training.LoopConfig):
 
 def make_batch(task: engine.Task, data_seed: int, batch_size: int, g: torch.Generator):
     """(inputs, targets, masked, p_mask, fillable) for one step, every random draw from `g`."""
-    start = int(torch.randint(2**62, (1,), generator=g, dtype=torch.int64))
+    start = training.stream_start(g)
     x0 = torch.from_numpy(engine.generate(batch_size, task, data_seed, threads=1, start=start)).long()
-    t = (torch.randperm(batch_size, generator=g).float() + torch.rand(batch_size, generator=g)) / batch_size
-    masked, p_mask = fastmdm.sample_mask(x0, t=t, generator=g)
-    fillable = torch.ones_like(masked)
-    return x0.masked_fill(masked, engine.MASK_ID), x0, masked, p_mask, fillable
+    return training.masked_batch(x0, None, engine.MASK_ID, g)
 
 
 class NAETask:

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import torch
 
-import fastmdm
 from fastmdm import training
 from fastmdm.sudoku import data as sdata
 from fastmdm.sudoku.arm import ARCHS, ARMObjective, fill_orders, sequences
@@ -73,12 +72,7 @@ def make_batch(pool_p: torch.Tensor, pool_s: torch.Tensor, batch_size: int, g: t
     idx = torch.randint(pool_p.shape[0], (batch_size,), generator=g)
     p, s = augment(pool_p[idx], pool_s[idx], generator=g)
     p, s = p.long(), s.long()
-    fillable = p == sdata.MASK_ID
-    # stratified masking rates: one per batch row, spread evenly over (0, 1)
-    t = (torch.randperm(batch_size, generator=g).float() + torch.rand(batch_size, generator=g)) / batch_size
-    masked, p_mask = fastmdm.sample_mask(s, fillable=fillable, t=t, generator=g)
-    inputs = s.masked_fill(masked, sdata.MASK_ID)
-    return inputs, s, masked, p_mask, fillable
+    return training.masked_batch(s, p == sdata.MASK_ID, sdata.MASK_ID, g)
 
 
 def make_arm_batch(pool_p: torch.Tensor, pool_s: torch.Tensor, pool_r: torch.Tensor, batch_size: int,

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import torch
 
-import fastmdm
 from fastmdm import training
 from fastmdm.training import MDMObjective
 from fastmdm.zebra import engine
@@ -40,10 +39,7 @@ class ZebraTrainConfig(training.LoopConfig):
             raise ValueError(f"preset: unknown {self.preset!r}; use one of {sorted(PRESETS)}")
         super().__post_init__()
         self.max_clues = self.task.max_clues   # validates the task; None becomes houses * attributes
-        if isinstance(self.data_seed, bool) or not isinstance(self.data_seed, int) or not 0 <= self.data_seed < 2**64:
-            raise ValueError(f"data_seed: must be an integer in [0, 2**64), got {self.data_seed!r}")
-        if self.data_seed == TEST_SEED:
-            raise ValueError(f"data_seed: {TEST_SEED} is the test set's seed; pick another")
+        training.check_data_seed(self.data_seed, TEST_SEED)
 
     @property
     def task(self) -> engine.Task:
@@ -52,13 +48,11 @@ class ZebraTrainConfig(training.LoopConfig):
 
 def make_batch(task: engine.Task, data_seed: int, batch_size: int, g: torch.Generator):
     """(inputs, targets, masked, p_mask, fillable) for one step, every random draw from `g`."""
-    start = int(torch.randint(2**62, (1,), generator=g, dtype=torch.int64))
+    start = training.stream_start(g)
     x0 = torch.from_numpy(engine.generate(batch_size, task, data_seed, threads=1, start=start).tokens).long()
     fillable = torch.zeros_like(x0, dtype=torch.bool)
     fillable[:, task.cell_positions] = True
-    t = (torch.randperm(batch_size, generator=g).float() + torch.rand(batch_size, generator=g)) / batch_size
-    masked, p_mask = fastmdm.sample_mask(x0, fillable=fillable, t=t, generator=g)
-    return x0.masked_fill(masked, engine.MASK_ID), x0, masked, p_mask, fillable
+    return training.masked_batch(x0, fillable, engine.MASK_ID, g)
 
 
 class ZebraTask:
