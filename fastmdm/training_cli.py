@@ -61,6 +61,18 @@ def given_fields(args, names) -> dict:
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
+def run_train(args, cls, names, train, command: str) -> int:
+    """A task's `train` command: the config of the options given (`eval_strategies` joined back into its
+    comma-separated field), checked paths, then `train(cfg, resume=args.resume)`."""
+    kw = given_fields(args, names)
+    if "eval_strategies" in kw:
+        kw["eval_strategies"] = ",".join(kw["eval_strategies"])
+    cfg = make_config(cls, kw)
+    check_paths(cfg, args.resume, command)
+    train(cfg, resume=args.resume)
+    return 0
+
+
 def flags_for(message: str, defaults: dict) -> str:
     """'steps, minutes: ...' -> '--steps, --minutes: ...' (the configs name their fields)."""
     head, sep, rest = message.partition(":")

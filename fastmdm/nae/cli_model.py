@@ -40,13 +40,7 @@ def _share(text: str) -> float:
 
 def cmd_train(args) -> int:
     from fastmdm.nae.train import train  # noqa: PLC0415
-    kw = tc.given_fields(args, _FIELDS)
-    if "eval_strategies" in kw:
-        kw["eval_strategies"] = ",".join(kw["eval_strategies"])
-    cfg = tc.make_config(NAETrainConfig, kw)
-    tc.check_paths(cfg, args.resume, _COMMAND)
-    train(cfg, resume=args.resume)
-    return 0
+    return tc.run_train(args, NAETrainConfig, _FIELDS, train, _COMMAND)
 
 
 def cmd_eval(args) -> int:

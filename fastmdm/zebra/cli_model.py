@@ -27,13 +27,7 @@ _FIELDS = (*tc.LOOP_FIELDS, "preset", "houses", "attributes", "max_clues", "logi
 
 def cmd_train(args) -> int:
     from fastmdm.zebra.train import train  # noqa: PLC0415
-    kw = tc.given_fields(args, _FIELDS)
-    if "eval_strategies" in kw:
-        kw["eval_strategies"] = ",".join(kw["eval_strategies"])
-    cfg = tc.make_config(ZebraTrainConfig, kw)
-    tc.check_paths(cfg, args.resume, _COMMAND)
-    train(cfg, resume=args.resume)
-    return 0
+    return tc.run_train(args, ZebraTrainConfig, _FIELDS, train, _COMMAND)
 
 
 def cmd_eval(args) -> int:
