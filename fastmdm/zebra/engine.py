@@ -24,7 +24,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastmdm import _native
+from fastmdm import _native, native_args
+from fastmdm.native_args import is_int as _is_int
+from fastmdm.native_args import threads as _threads
 
 _C = _native.zebra_constants()
 MAX_HOUSES: int = _C["max_houses"]
@@ -52,24 +54,6 @@ SHAH_SIZES: tuple[int, ...] = (3, 4, 5, 6)
 _CHUNK = 4096
 
 assert len(RELATIONS) == _C["relations"]
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
-def _threads(threads: int | None) -> int:
-    if threads is None:
-        return 0
-    if not _is_int(threads) or threads < 1:
-        raise ValueError(f"threads must be a positive integer or None (all cores), got {threads!r}")
-    return int(threads)
-
-
-def _seed(value, name: str) -> int:
-    if not _is_int(value) or not 0 <= value < 2**64:
-        raise ValueError(f"{name} must be an integer in [0, 2**64), got {value!r}")
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -183,35 +167,17 @@ def generate(n: int, task: Task | None = None, seed: int = 0, threads: int | Non
     progress: a tqdm progress bar on stderr. start: index of the first puzzle (a large set in pieces).
     """
     task = Task() if task is None else _task(task)
-    if not _is_int(n) or n < 0:
-        raise ValueError(f"n must be a non-negative integer, got {n!r}")
-    seed = _seed(seed, "seed")
-    if not _is_int(start) or not 0 <= start < 2**63:
-        raise ValueError(f"start must be a non-negative integer, got {start!r}")
+    n, seed, start = native_args.generation(n, seed, start, task.length)
     nthreads = _threads(threads)
-    n = int(n)
-    if n * task.length > 1 << 34:
-        raise ValueError(f"n * length = {n * task.length} tokens (> 16 GiB); generate in pieces with start=")
     tokens = np.zeros((n, task.length), np.int8)
     order = np.zeros((n, task.cells), np.int8)
     technique = np.zeros_like(order)
     clue = np.zeros_like(order)
     stats = np.zeros((n, 4), np.int32)
-    bar = None
-    if progress:
-        from tqdm import tqdm  # noqa: PLC0415 (only for the progress bar)
-
-        bar = tqdm(total=n, desc="zebra", unit="puzzle", smoothing=0.1)
-    try:
-        for a in range(0, n, _CHUNK):
-            b = min(n, a + _CHUNK)
+    with native_args.chunks(n, _CHUNK, progress, "zebra", "puzzle") as pieces:
+        for a, b in pieces:
             _native.zebra_generate(tokens[a:b], order[a:b], technique[a:b], clue[a:b], stats[a:b], task.houses,
                                    task.attributes, task.max_clues, task.logic_only, int(start) + a, seed, nthreads)
-            if bar is not None:
-                bar.update(b - a)
-    finally:
-        if bar is not None:
-            bar.close()
     failed = np.flatnonzero(stats[:, 0] < 0)
     if len(failed):
         raise ValueError(f"puzzle {int(start) + int(failed[0])} of seed {seed}: none of {MAX_ATTEMPTS} drawn puzzles "
