@@ -146,6 +146,31 @@ def environment(args) -> dict:
             "date": datetime.date.today().isoformat()}
 
 
+def read_data_file(file: str, given, files, make_command: str, task_hint: str):
+    """(tokens, task, a label per row) from a data file of an app's `files` module (`is_npz`, `load_npz`,
+    `read_text`): npz by content, else text ('-' = stdin). `given`: the task of a text file without a header
+    (None: the file's); `task_hint`: the options that give it, named in the error when the header is missing.
+    Unreadable or malformed files are a CommandError."""
+    import zipfile  # noqa: PLC0415 (only when a command reads a file)
+    name = "stdin" if file == "-" else file
+    try:
+        if file != "-" and files.is_npz(file):
+            tokens, task = files.load_npz(file, given)
+            return tokens, task, [f"row {i}" for i in range(len(tokens))]
+        lines = sys.stdin.read().splitlines() if file == "-" else file
+        tokens, task, numbers = files.read_text(lines, given)
+    except (IsADirectoryError, NotADirectoryError, FileNotFoundError, PermissionError) as e:
+        raise CommandError(f"{name}: cannot read it ({e.strerror or e}); check the path") from None
+    except UnicodeDecodeError:
+        raise CommandError(f"{name}: not a text file or an npz of `{make_command}`") from None
+    except zipfile.BadZipFile as e:
+        raise CommandError(f"{name}: not a readable npz ({e}); regenerate it with `{make_command}`") from None
+    except (ValueError, OSError) as e:
+        hint = "" if given is not None or "header" not in str(e) else f"; pass {task_hint}"
+        raise CommandError(f"{name}: {e}{hint}") from None
+    return tokens, task, [f"line {i}" for i in numbers]
+
+
 def check_writable(option: str, path: str | None) -> None:
     """Refuse, before a long run, an output path whose directory does not exist ('-' is standard output)."""
     if path not in (None, "-") and not Path(path).resolve().parent.is_dir():

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import zipfile
 
 import numpy as np
 
@@ -17,6 +16,7 @@ from fastmdm.cli import (
     count,
     int_at_least,
     positive_int,
+    read_data_file,
     write_text_output,
 )
 from fastmdm.nae import engine, files
@@ -73,24 +73,8 @@ def _read(args) -> tuple[np.ndarray, engine.Task, list[str]]:
 def read_sequences(file: str, given: engine.Task | None) -> tuple[np.ndarray, engine.Task, list[str]]:
     """(tokens, task, a label per sequence) from `file`: npz (by content) or text ('-' = stdin); `given`: the
     task of a text file without a header. Unreadable or malformed files are a CommandError."""
-    name = "stdin" if file == "-" else file
-    try:
-        if file != "-" and files.is_npz(file):
-            tokens, task = files.load_npz(file, given)
-            return tokens, task, [f"row {i}" for i in range(len(tokens))]
-        lines = sys.stdin.read().splitlines() if file == "-" else file
-        tokens, task, numbers = files.read_text(lines, given)
-    except (IsADirectoryError, NotADirectoryError, FileNotFoundError, PermissionError) as e:
-        raise CommandError(f"{name}: cannot read it ({e.strerror or e}); check the path") from None
-    except UnicodeDecodeError:
-        raise CommandError(f"{name}: not a text file or an npz of `fastmdm nae generate`") from None
-    except zipfile.BadZipFile as e:
-        raise CommandError(f"{name}: not a readable npz ({e}); regenerate it with `fastmdm nae generate`") from None
-    except (ValueError, OSError) as e:
-        hint = "" if given is not None or "header" not in str(e) else \
-            "; pass --latents, --observations, --arity and --structure-seed"
-        raise CommandError(f"{name}: {e}{hint}") from None
-    return tokens, task, [f"line {i}" for i in numbers]
+    return read_data_file(file, given, files, "fastmdm nae generate",
+                          "--latents, --observations, --arity and --structure-seed")
 
 
 def _explain(tokens: np.ndarray, task: engine.Task, ok_tokens: np.ndarray) -> str:

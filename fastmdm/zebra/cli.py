@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import zipfile
 
 import numpy as np
 
@@ -17,6 +16,7 @@ from fastmdm.cli import (
     count,
     int_at_least,
     positive_int,
+    read_data_file,
     strategy,
     write_text_output,
 )
@@ -73,24 +73,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def _read(args) -> tuple[np.ndarray, engine.Task, list[str]]:
     """(tokens, task, a label per puzzle) from FILE: npz (by content) or text ('-' = stdin)."""
-    given = _task_from(args, defaults=False)
-    name = "stdin" if args.file == "-" else args.file
-    try:
-        if args.file != "-" and files.is_npz(args.file):
-            tokens, task = files.load_npz(args.file, given)
-            return tokens, task, [f"row {i}" for i in range(len(tokens))]
-        lines = sys.stdin.read().splitlines() if args.file == "-" else args.file
-        tokens, task, numbers = files.read_text(lines, given)
-    except (IsADirectoryError, NotADirectoryError, FileNotFoundError, PermissionError) as e:
-        raise CommandError(f"{name}: cannot read it ({e.strerror or e}); check the path") from None
-    except UnicodeDecodeError:
-        raise CommandError(f"{name}: not a text file or an npz of `fastmdm zebra generate`") from None
-    except zipfile.BadZipFile as e:
-        raise CommandError(f"{name}: not a readable npz ({e}); regenerate it with `fastmdm zebra generate`") from None
-    except (ValueError, OSError) as e:
-        hint = "" if given is not None or "header" not in str(e) else "; pass --houses, --attributes and --max-clues"
-        raise CommandError(f"{name}: {e}{hint}") from None
-    return tokens, task, [f"line {i}" for i in numbers]
+    return read_data_file(args.file, _task_from(args, defaults=False), files, "fastmdm zebra generate",
+                          "--houses, --attributes and --max-clues")
 
 
 def _explain(row: np.ndarray, task: engine.Task, r: engine.Check, i: int) -> str:
