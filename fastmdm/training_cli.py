@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import MISSING, fields
 from pathlib import Path
 
-from fastmdm.cli import CommandError, UsageError, count, number_at_least, positive_int
+from fastmdm.cli import CommandError, UsageError, count, device, number_at_least, positive_int
 
 #: `fastmdm.training.LoopConfig` fields with a flag of the same name (besides --resume)
 LOOP_FIELDS = ("steps", "minutes", "stop_after", "out", "init_from", "batch_size", "lr", "warmup_steps",
@@ -102,10 +102,11 @@ def check_paths(cfg, resume: bool, make_command: str) -> None:
 
 # ---------------------------------------------------------------- the model commands of a task (eval, solve)
 def load_checkpoint(args, load):
-    """`load(args.checkpoint)`, a missing or damaged checkpoint a CommandError that names --checkpoint."""
+    """`load(args.checkpoint)` onto `args.device`, a missing or damaged checkpoint a CommandError that names
+    --checkpoint."""
     from fastmdm.checkpoint import CheckpointError  # noqa: PLC0415
     try:
-        return load(args.checkpoint)
+        return load(args.checkpoint, device=args.device)
     except (FileNotFoundError, NotADirectoryError, CheckpointError) as e:
         text = str(e)
         if args.checkpoint is not None:
@@ -125,7 +126,7 @@ def check_schedule(args) -> None:
 
 
 def decoding_options(p, *, temperature: float, make_command: str, shipped: bool = False) -> None:
-    """--k / --threshold, --temperature, --seed, --batch-size, --threads and --checkpoint."""
+    """--k / --threshold, --temperature, --seed, --batch-size, --device, --threads and --checkpoint."""
     p.add_argument("--k", type=positive_int, default=None, help="positions filled per model call (default 1)")
     p.add_argument("--threshold", type=number_at_least(0.0), default=None,
                    help="fill every position scoring at least this per call, at least one (instead of --k)")
@@ -133,6 +134,7 @@ def decoding_options(p, *, temperature: float, make_command: str, shipped: bool 
                    help="sampling temperature of each token (0: the most likely)")
     p.add_argument("--seed", type=count, default=0, help="seed of the sampling and the random order")
     p.add_argument("--batch-size", type=positive_int, default=256, help="sequences per model call")
+    p.add_argument("--device", type=device, default="cpu", help="where the model runs: cpu, cuda, cuda:N or mps")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--checkpoint", required=not shipped, default=None, metavar="DIR",
                    help=f"a directory `{make_command} --out DIR` wrote" + (" (default: the shipped model)" if shipped

@@ -62,6 +62,18 @@ def test_a_batch_is_fresh_generated_data_masked_at_stratified_rates():
     assert not torch.equal(other[1], x0)
 
 
+def test_a_batch_does_not_depend_on_the_thread_count():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = make_batch(TASK, 1, 64, torch.Generator().manual_seed(3))
+        torch.set_num_threads(2)
+        two = make_batch(TASK, 1, 64, torch.Generator().manual_seed(3))
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(a, b) for a, b in zip(one, two))
+
+
 @pytest.mark.parametrize("kw, msg", [
     ({"data_seed": TEST_SEED}, "test set"), ({"preset": "huge"}, "preset"), ({"latents": 1}, "latents"),
     ({"observations": 10**6}, "observations"), ({"steps": None}, "steps, minutes"), ({"data_seed": -1}, "data_seed"),
@@ -189,6 +201,9 @@ def test_the_model_commands_refuse_bad_input(tiny_checkpoint, tmp_path, capsys):
     assert "--steps, --minutes" in failing(["nae", "train", "--out", str(tmp_path / "x")], capsys, 2)
     assert "--strategies" in failing(["nae", "eval", *ck, "--strategies", "best"], capsys, 2)
     assert "--given" in failing(["nae", "eval", *ck, "--given", "1.5"], capsys, 2)
+    if not torch.cuda.is_available():
+        assert "--device" in failing(["nae", "eval", *ck, "--device", "cuda"], capsys, 2)
+    assert "--device" in failing(["nae", "solve", str(other), *ck, "--device", "tpu"], capsys, 2)
     from fastmdm.checkpoint import save_model
     from fastmdm.sudoku.model import sudoku_model
     save_model(tmp_path / "sudoku", sudoku_model("tiny"))

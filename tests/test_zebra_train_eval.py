@@ -50,6 +50,18 @@ def test_a_batch_masks_cells_only_at_stratified_rates():
     assert all(torch.equal(a, b) for a, b in zip(again, (inputs, x0, masked, p_mask, fillable)))
 
 
+def test_a_batch_does_not_depend_on_the_thread_count():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = make_batch(TASK, 1, 32, torch.Generator().manual_seed(3))
+        torch.set_num_threads(2)
+        two = make_batch(TASK, 1, 32, torch.Generator().manual_seed(3))
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(a, b) for a, b in zip(one, two))
+
+
 @pytest.mark.parametrize("kw, msg", [({"data_seed": TEST_SEED}, "test set"), ({"preset": "huge"}, "preset"),
                                      ({"houses": 1}, "houses"), ({"max_clues": 0}, "max_clues")])
 def test_the_config_refuses(kw, msg):
@@ -120,6 +132,9 @@ def test_the_model_commands_refuse_bad_input(tiny_checkpoint, tmp_path, capsys):
     assert "not the checkpoint's" in failing(["zebra", "solve", str(other), *ck], capsys, 1)
     assert "--data-seed" in failing(["zebra", "train", "--steps", "1", "--data-seed", str(TEST_SEED)], capsys, 2)
     assert "--checkpoint" in failing(["zebra", "eval", "--checkpoint", str(tmp_path / "none")], capsys, 1)
+    if not torch.cuda.is_available():
+        assert "--device" in failing(["zebra", "eval", *ck, "--device", "cuda"], capsys, 2)
+    assert "--device" in failing(["zebra", "solve", str(other), *ck, "--device", "tpu"], capsys, 2)
     from fastmdm.checkpoint import save_model
     from fastmdm.nae.engine import Task as NAETask
     from fastmdm.nae.model import nae_model

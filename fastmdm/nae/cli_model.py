@@ -85,7 +85,7 @@ def cmd_solve(args) -> int:
     import numpy as np  # noqa: PLC0415
     import torch  # noqa: PLC0415
 
-    import fastmdm  # noqa: PLC0415
+    from fastmdm.evaluation import sample_batches  # noqa: PLC0415
     from fastmdm.nae import engine, files  # noqa: PLC0415
     from fastmdm.nae.cli import read_sequences  # noqa: PLC0415
     tc.check_schedule(args)
@@ -98,15 +98,10 @@ def cmd_solve(args) -> int:
                            f"({task.describe()})")
     if len(tokens) == 0:
         raise UsageError(f"{args.file}: no sequences to fill")
-    g = torch.Generator().manual_seed(args.seed)
-    filled = []
-    with torch.no_grad():
-        for a in range(0, len(tokens), args.batch_size):
-            x = torch.from_numpy(tokens[a:a + args.batch_size].astype(np.int64))
-            filled.append(fastmdm.sample(model.eval(), x, strategy=args.strategy, mask_id=engine.MASK_ID, k=args.k,
-                                         threshold=args.threshold, temperature=args.temperature,
-                                         generator=g).numpy().astype(np.int8))
-    out = np.concatenate(filled)
+    x = torch.from_numpy(tokens.astype(np.int64))
+    out = sample_batches(model.eval(), x, mask_id=engine.MASK_ID, seed=args.seed, batch_size=args.batch_size,
+                         strategy=args.strategy, k=args.k, threshold=args.threshold,
+                         temperature=args.temperature).tokens.numpy().astype(np.int8)
     write_text_output(args.out, files.format_lines(out, task))
     r = engine.check(out, task)
     bad = int((~r.ok).sum())

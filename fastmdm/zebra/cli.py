@@ -14,6 +14,7 @@ from fastmdm.cli import (
     add_debug,
     check_writable,
     count,
+    device,
     int_at_least,
     positive_int,
     read_data_file,
@@ -254,6 +255,7 @@ def register(top) -> None:
     s.add_argument("--checkpoint", default=None, metavar="DIR",
                    help="fill the cells with this model (`fastmdm zebra train --out DIR`) instead of the native solver")
     s.add_argument("--strategy", type=strategy, default="margin", help="with --checkpoint: the decoding order")
+    s.add_argument("--device", type=device, default="cpu", help="with --checkpoint: where the model runs")
     s.add_argument("--threads", type=positive_int, default=None, help="worker threads (default: all cores)")
 
     from fastmdm.zebra import cli_model  # noqa: PLC0415 (torch loads only when a model command runs)
