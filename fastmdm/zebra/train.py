@@ -50,7 +50,8 @@ def make_batch(task: engine.Task, data_seed: int, batch_size: int, g: torch.Gene
     """(inputs, targets, masked, p_mask, fillable) for one step, every random draw from `g`. The generator runs
     on torch's thread count (`--threads`); its output does not depend on it."""
     start = training.stream_start(g)
-    x0 = torch.from_numpy(engine.generate(batch_size, task, data_seed, threads=torch.get_num_threads(), start=start).tokens).long()
+    puzzles = engine.generate(batch_size, task, data_seed, threads=torch.get_num_threads(), start=start)
+    x0 = torch.from_numpy(puzzles.tokens).long()
     fillable = torch.zeros_like(x0, dtype=torch.bool)
     fillable[:, task.cell_positions] = True
     return training.masked_batch(x0, fillable, engine.MASK_ID, g)
