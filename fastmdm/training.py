@@ -154,8 +154,15 @@ def task_from_checkpoint(config: dict, task_cls, names, where: str, command: str
         raise ckpt.CheckpointError(f"{where}: config.json names an invalid task ({e})") from None
 
 
-def load_task_model(path, task_cls, names, command: str, what: str, vocab_size: int, mask_id: int, device="cpu"):
-    """(model, task, config dict) of a `sequence_mdm` checkpoint that `command --out DIR` wrote."""
+def load_task_model(path, task_cls, names, command: str, what: str, vocab_size: int, mask_id: int, device="cpu",
+                    shipped=None):
+    """(model, task, config dict) of a `sequence_mdm` checkpoint that `command --out DIR` wrote; `path` None is
+    the task's shipped checkpoint `shipped` (a FileNotFoundError that says what to pass when it is missing)."""
+    if path is None:
+        if shipped is None or not (Path(shipped) / "model.safetensors").is_file():
+            raise FileNotFoundError(f"the shipped {what} checkpoint is missing from {shipped}; pass --checkpoint DIR "
+                                    f"(a directory written by `{command} --out DIR`)")
+        path = shipped
     path = Path(path)
     model, cfg = ckpt.load_model(path, map_location=device)
     task = task_from_checkpoint(cfg, task_cls, names, f"checkpoint {path}", command, what)

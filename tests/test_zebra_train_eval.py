@@ -140,3 +140,17 @@ def test_the_model_commands_refuse_bad_input(tiny_checkpoint, tmp_path, capsys):
     from fastmdm.nae.model import nae_model
     save_model(tmp_path / "nae", nae_model(NAETask(), "tiny"))
     assert "Zebra task" in failing(["zebra", "eval", "--checkpoint", str(tmp_path / "nae")], capsys, 1)
+
+
+def test_without_a_shipped_model_eval_says_what_to_pass(monkeypatch, tmp_path, capsys):
+    import fastmdm.zebra.model as zmodel
+    monkeypatch.setattr(zmodel, "SHIPPED_CHECKPOINT", tmp_path / "zebra-mdm")
+    err = failing(["zebra", "eval", "--n", "2"], capsys, 1)
+    assert "shipped Zebra checkpoint is missing" in err and "--checkpoint DIR" in err
+
+
+def test_eval_defaults_to_the_shipped_model(monkeypatch, tiny_checkpoint, capsys):
+    import fastmdm.zebra.model as zmodel
+    monkeypatch.setattr(zmodel, "SHIPPED_CHECKPOINT", tiny_checkpoint)
+    assert main(["zebra", "eval", "--n", "2", "--strategies", "margin"]) == 0
+    assert "| margin |" in capsys.readouterr().out

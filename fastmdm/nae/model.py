@@ -32,10 +32,5 @@ def nae_model(task: Task, preset: str = "cpu"):
 def load(checkpoint=None, device="cpu"):
     """(model, task, config dict) from a directory that `fastmdm nae train --out DIR` wrote, or the shipped
     model when None."""
-    if checkpoint is None:
-        if not (SHIPPED_CHECKPOINT / "model.safetensors").is_file():
-            raise FileNotFoundError(f"the shipped L&O-NAE-SAT checkpoint is missing from {SHIPPED_CHECKPOINT}; pass "
-                                    "--checkpoint DIR (a directory written by `fastmdm nae train --out DIR`)")
-        checkpoint = SHIPPED_CHECKPOINT
     return load_task_model(checkpoint, Task, TASK_FIELDS, "fastmdm nae train", "L&O-NAE-SAT", VOCAB_SIZE,
-                           MASK_ID, device)
+                           MASK_ID, device, shipped=SHIPPED_CHECKPOINT)

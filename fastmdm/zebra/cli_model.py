@@ -102,6 +102,6 @@ def register(sub) -> None:
     e.add_argument("--n", type=positive_int, default=1000, help="test puzzles")
     e.add_argument("--strategies", type=strategy_list, default=("random", "confidence", "margin", "entropy"),
                    help="decoding orders, comma-separated (default: random,confidence,margin,entropy)")
-    tc.decoding_options(e, temperature=0.0, make_command=_COMMAND)
+    tc.decoding_options(e, temperature=0.0, make_command=_COMMAND, shipped=True)
     e.add_argument("--json", default=None, metavar="FILE", help="write the rows and the run's environment")
     e.add_argument("--markdown", default=None, metavar="FILE", help="write the table as markdown")

@@ -3,6 +3,8 @@ slots and the cells have fixed places in the sequence). A checkpoint's config.js
 training record (`train.houses`, `train.attributes`, `train.max_clues`, `train.logic_only`)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastmdm.training import load_task_model, sequence_mdm
 from fastmdm.zebra.engine import MASK_ID, VOCAB_SIZE, Task
 
@@ -13,6 +15,8 @@ PRESETS = {
     "tiny": dict(d_model=32, n_layers=2, n_heads=2, d_ff=64),
 }
 TASK_FIELDS = ("houses", "attributes", "max_clues", "logic_only")
+#: the default model of `fastmdm zebra eval` (checkpoints/MODEL_CARD.md)
+SHIPPED_CHECKPOINT = Path(__file__).parent / "checkpoints" / "zebra-mdm"
 
 
 def zebra_model(task: Task, preset: str = "cpu"):
@@ -22,7 +26,8 @@ def zebra_model(task: Task, preset: str = "cpu"):
     return sequence_mdm(PRESETS[preset], VOCAB_SIZE, MASK_ID, task.length)
 
 
-def load(checkpoint, device="cpu"):
-    """(model, task, config dict) from a directory that `fastmdm zebra train --out DIR` wrote."""
+def load(checkpoint=None, device="cpu"):
+    """(model, task, config dict) from a directory that `fastmdm zebra train --out DIR` wrote, or the shipped
+    model when None."""
     return load_task_model(checkpoint, Task, TASK_FIELDS, "fastmdm zebra train", "Zebra", VOCAB_SIZE, MASK_ID,
-                           device)
+                           device, shipped=SHIPPED_CHECKPOINT)
