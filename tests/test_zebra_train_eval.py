@@ -50,17 +50,6 @@ def test_a_batch_masks_cells_only_at_stratified_rates():
     assert all(torch.equal(a, b) for a, b in zip(again, (inputs, x0, masked, p_mask, fillable)))
 
 
-def test_a_batch_does_not_depend_on_the_thread_count():
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = make_batch(TASK, 1, 32, torch.Generator().manual_seed(3))
-        torch.set_num_threads(2)
-        two = make_batch(TASK, 1, 32, torch.Generator().manual_seed(3))
-    finally:
-        torch.set_num_threads(before)
-    assert all(torch.equal(a, b) for a, b in zip(one, two))
-
 
 @pytest.mark.parametrize("kw, msg", [({"data_seed": TEST_SEED}, "test set"), ({"preset": "huge"}, "preset"),
                                      ({"houses": 1}, "houses"), ({"max_clues": 0}, "max_clues")])
