@@ -194,6 +194,15 @@ def add_command(sub, name: str, func, help: str, **kwargs) -> Parser:
     return p
 
 
+def add_generate_outputs(p, format_help: str) -> None:
+    """--out, --format (txt or npz, `format_help` says what each holds), --threads and --quiet of a `generate`."""
+    p.add_argument("--out", default=None, help="output file (default: stdout for txt)")
+    p.add_argument("--format", choices=("txt", "npz"), default=None,
+                   help=format_help + ". Default: from --out's suffix, else txt")
+    p.add_argument("--threads", type=positive_int, default=None, help="worker threads (default: all cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary on stderr")
+
+
 def add_debug(p) -> None:
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=f"show the Python traceback of an error (or set {DEBUG_ENV}=1)")

@@ -10,10 +10,10 @@ from fastmdm.cli import (
     CommandError,
     UsageError,
     add_command,
+    add_generate_outputs,
     check_writable,
     count,
     int_at_least,
-    positive_int,
     write_text_output,
 )
 from fastmdm.sudoku import engine, grids
@@ -101,16 +101,12 @@ def register(sudoku_subparsers, top_subparsers=None) -> None:
     p.add_argument("--n", type=count, required=True, help="number of puzzles")
     p.add_argument("--split", choices=engine.SPLITS, default="standard", help="which kind of puzzle")
     p.add_argument("--seed", type=count, default=0, help="puzzle i depends only on (seed, split, i)")
-    p.add_argument("--out", default=None, help="output file (default: stdout for txt)")
-    p.add_argument("--format", choices=("txt", "npz"), default=None,
-                   help="txt: '<puzzle> <solution> <hardest technique>' per line; npz: int8 arrays "
-                   "(puzzles, solutions, order, strategy, difficulty). Default: from --out's suffix, else txt")
-    p.add_argument("--threads", type=positive_int, default=None, help="worker threads (default: all cores)")
+    add_generate_outputs(p, "txt: '<puzzle> <solution> <hardest technique>' per line; npz: int8 arrays "
+                         "(puzzles, solutions, order, strategy, difficulty)")
     p.add_argument("--min-clues", type=int_at_least(17), default=None,
                    help="stop removing clues at this many (default: minimal puzzles)")
     p.add_argument("--max-clues", type=int_at_least(17), default=None,
                    help="reject puzzles with more clues (default: no limit)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or summary on stderr")
 
     g = add_command(
         sudoku_subparsers, "grade", cmd_grade,

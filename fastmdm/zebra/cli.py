@@ -12,6 +12,7 @@ from fastmdm.cli import (
     UsageError,
     add_command,
     add_debug,
+    add_generate_outputs,
     check_writable,
     count,
     device,
@@ -224,12 +225,8 @@ def register(top) -> None:
     g.add_argument("--n", type=count, required=True, metavar="COUNT", help="number of puzzles")
     g.add_argument("--seed", type=count, default=0, help="puzzle i depends only on (seed, i) and the task")
     _task_arguments(g, defaults=True)
-    g.add_argument("--out", default=None, help="output file (default: stdout for txt)")
-    g.add_argument("--format", choices=("txt", "npz"), default=None,
-                   help="txt: a header line, then '<clues> | <grid>' per line; npz: int8 tokens [n, L], the ordered "
-                   "solve and the task. Default: from --out's suffix, else txt")
-    g.add_argument("--threads", type=positive_int, default=None, help="worker threads (default: all cores)")
-    g.add_argument("--quiet", action="store_true", help="no progress bar or summary on stderr")
+    add_generate_outputs(g, "txt: a header line, then '<clues> | <grid>' per line; npz: int8 tokens [n, L], the "
+                         "ordered solve and the task")
 
     c = add_command(
         sub, "check", cmd_check, "check completed puzzles exactly",
