@@ -16,19 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
-import time
-from pathlib import Path
 
-import numpy as np
-from bench_common import cpu_model, git_commit, timed
+from bench_common import LOAD_NOTE, info_line, native_info, timed, write_results
 
-from fastmdm import _native
 from fastmdm.nae import engine
 from fastmdm.nae.engine import Task
 
-RESULTS = Path(__file__).resolve().parent / "results"
 TASKS = (Task(latents=25, observations=275), Task(latents=100, observations=200))
 
 
@@ -76,14 +70,7 @@ def main(argv=None) -> int:
     gen = [r for r in rows if r["what"] == "generate"]
     best = max(r["seqs_per_s"] for r in gen)
     info = {
-        "command": "python benchmarks/bench_nae_generate.py" + (" --quick" if args.quick else ""),
-        "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-        "cpu": cpu_model(),
-        "cores": cores,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "compiler": _native.compiler(),
-        "git": git_commit(),
+        **native_info("bench_nae_generate.py", args.quick),
         "target_seqs_per_s": 100_000,
         "best_generate_seqs_per_s": best,
         "worst_generate_seqs_per_s": min(r["seqs_per_s"] for r in gen),
@@ -91,18 +78,14 @@ def main(argv=None) -> int:
     print(json.dumps(info), flush=True)
     if args.quick:
         return 0
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "nae_generate_cpu.json").write_text(json.dumps({"info": info, "rows": rows}, indent=1) + "\n")
     lines = [
         "# Native L&O-NAE-SAT engine throughput (CPU)",
         "",
-        f"{info['date_utc']} UTC, {info['cpu']}, {cores} cores, Python {info['python']}, numpy {info['numpy']}, "
-        f"{info['compiler']}, git {info['git']}. Command: `{info['command']}`.",
+        info_line(info),
         "",
         "Sequences of length 300 (the paper's tasks, clause width 3), int8 tokens, into a fresh numpy array (after",
         "one untimed run of the same size). `check` is `engine.check` (native check + the per-sequence accuracy).",
-        "The machine is shared with other engineers' jobs: `load` is the 1-minute load average before/after a run,",
-        "`cores used` = CPU time / wall time of this process. Sequences per CPU-second does not depend on the load.",
+        *LOAD_NOTE,
         "",
         "| what | task | n | threads | sequences/s (wall) | sequences/CPU-s | cores used | load before/after |",
         "|---|---|---|---|---|---|---|---|",
@@ -118,8 +101,7 @@ def main(argv=None) -> int:
         f"Share of observations equal to 1: {gen[0]['observation_ones']} (3/4 expected).",
         "",
     ]
-    (RESULTS / "nae_generate_cpu.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_results("nae_generate_cpu", info, rows, lines)
     return 0
 
 

@@ -17,18 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
-import time
-from pathlib import Path
 
 import numpy as np
-from bench_common import cpu_model, git_commit, timed
+from bench_common import LOAD_NOTE, info_line, native_info, timed, write_results
 
 from fastmdm import _native
 from fastmdm.sudoku import engine
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def measure_generate(n: int, split: str, threads: int, seed: int = 2024) -> dict:
@@ -90,30 +85,19 @@ def main(argv=None) -> int:
     best = max(r["puzzles_per_s"] for r in rows if r["what"] == "generate standard")
     cpu_rate = max(r["puzzles_per_cpu_s"] for r in rows if r["what"] == "generate standard")
     info = {
-        "command": "python benchmarks/bench_sudoku_generate.py" + (" --quick" if args.quick else ""),
-        "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-        "cpu": cpu_model(),
-        "cores": cores,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "compiler": _native.compiler(),
-        "git": git_commit(),
+        **native_info("bench_sudoku_generate.py", args.quick),
         "million_standard_minutes_at_best_wall_rate": round(1e6 / best / 60, 1),
         "million_standard_minutes_if_all_cores_free": round(1e6 / (cpu_rate * cores) / 60, 1),
     }
     print(json.dumps(info), flush=True)
     if args.quick:
         return 0
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "sudoku_generate_cpu.json").write_text(json.dumps({"info": info, "rows": rows}, indent=1) + "\n")
     lines = [
         "# Native Sudoku engine throughput (CPU)",
         "",
-        f"{info['date_utc']} UTC, {info['cpu']}, {cores} cores, Python {info['python']}, numpy {info['numpy']}, "
-        f"{info['compiler']}, git {info['git']}. Command: `{info['command']}`.",
+        info_line(info),
         "",
-        "The machine is shared with other engineers' jobs: `load` is the 1-minute load average before/after a run,",
-        "`cores used` = CPU time / wall time of this process. Puzzles per CPU-second does not depend on the load.",
+        *LOAD_NOTE,
         "",
         "| what | n | threads | puzzles/s (wall) | puzzles/CPU-s | cores used | load before/after |",
         "|---|---|---|---|---|---|---|",
@@ -133,8 +117,7 @@ def main(argv=None) -> int:
         "from puzzles per CPU-second; the engine scales across threads with no shared state).",
         "",
     ]
-    (RESULTS / "sudoku_generate_cpu.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_results("sudoku_generate_cpu", info, rows, lines)
     return 0
 
 

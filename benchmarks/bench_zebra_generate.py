@@ -15,19 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
-import time
-from pathlib import Path
 
-import numpy as np
-from bench_common import cpu_model, git_commit, timed
+from bench_common import LOAD_NOTE, info_line, native_info, timed, write_results
 
-from fastmdm import _native
 from fastmdm.zebra import engine
 from fastmdm.zebra.engine import Task
 
-RESULTS = Path(__file__).resolve().parent / "results"
 TARGET = 10_000
 
 
@@ -68,7 +62,6 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=100_000, help="puzzles per run at the default size")
     args = ap.parse_args(argv)
     n = 10_000 if args.quick else args.n
-    cores = os.cpu_count() or 1
     plan = [(Task(), n, 2, True), (Task(), n, 1, False), (Task(logic_only=True), n // 2, 2, False)]
     plan += [(Task(s, s), max(1000, n // (4 if s == 6 else 2)), 2, False) for s in (3, 4, 6)]
     rows = []
@@ -78,14 +71,7 @@ def main(argv=None) -> int:
             print(json.dumps(row), flush=True)
     default = next(r for r in rows if r["what"] == "generate" and r["threads"] == 2 and r["task"] == "5x5 K=25")
     info = {
-        "command": "python benchmarks/bench_zebra_generate.py" + (" --quick" if args.quick else ""),
-        "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-        "cpu": cpu_model(),
-        "cores": cores,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "compiler": _native.compiler(),
-        "git": git_commit(),
+        **native_info("bench_zebra_generate.py", args.quick),
         "load_average_start": [round(x, 2) for x in os.getloadavg()],
         "target_puzzles_per_s": TARGET,
         "default_2_threads_puzzles_per_s": default["puzzles_per_s"],
@@ -94,19 +80,15 @@ def main(argv=None) -> int:
     print(json.dumps(info), flush=True)
     if args.quick:
         return 0
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "zebra_generate_cpu.json").write_text(json.dumps({"info": info, "rows": rows}, indent=1) + "\n")
     lines = [
         "# Native Zebra engine throughput (CPU)",
         "",
-        f"{info['date_utc']} UTC, {info['cpu']}, {cores} cores, Python {info['python']}, numpy {info['numpy']}, "
-        f"{info['compiler']}, git {info['git']}. Command: `{info['command']}`.",
+        info_line(info),
         "",
         "Minimal unique puzzles (random solution, clues drawn until the solver proves uniqueness, pruned to a",
         "minimal set, ordered solve recorded), into fresh numpy arrays after a warm-up run. `check` is",
         "`engine.check` (grid vs clues and all-different, plus a solve of each puzzle for per-cell correctness).",
-        "The machine is shared with other engineers' jobs: `load` is the 1-minute load average before/after a run,",
-        "`cores used` = CPU time / wall time of this process. Puzzles per CPU-second does not depend on the load.",
+        *LOAD_NOTE,
         "",
         "| what | task | n | threads | puzzles/s (wall) | puzzles/CPU-s | cores used | load before/after "
         "| clues mean/max | need a guess |",
@@ -123,8 +105,7 @@ def main(argv=None) -> int:
         f"{default['puzzles_per_s']:,.0f} puzzles/s (wall), {default['puzzles_per_cpu_s']:,.0f} per CPU-second.",
         "",
     ]
-    (RESULTS / "zebra_generate_cpu.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_results("zebra_generate_cpu", info, rows, lines)
     return 0
 
 
