@@ -132,12 +132,13 @@ def check_data_seed(seed, test_seed: int) -> None:
         raise ValueError(f"data_seed: {test_seed} is the test set's seed; pick another")
 
 
-def sequence_mdm(dims: dict, vocab_size: int, mask_id: int, length: int):
-    """A bidirectional `Transformer` with one learned embedding per position, for a task of fixed-length
-    sequences whose positions have fixed roles (L&O-NAE-SAT, Zebra); `dims`: d_model, n_layers, n_heads, d_ff."""
+def sequence_mdm(dims: dict, vocab_size: int, mask_id: int, length: int, positions: str = "learned"):
+    """A bidirectional `Transformer` for a task of fixed-length sequences whose positions have fixed roles
+    (L&O-NAE-SAT, Zebra): by default one learned embedding per position, or the registered scheme `positions`;
+    `dims`: d_model, n_layers, n_heads, d_ff."""
     from fastmdm.models import Transformer  # noqa: PLC0415
     return Transformer(TransformerConfig(**{**dims, "vocab_size": vocab_size, "mask_token_id": mask_id,
-                                            "max_len": length, "positions": "learned"}))
+                                            "max_len": length, "positions": positions}))
 
 
 def task_from_checkpoint(config: dict, task_cls, names, where: str, command: str, what: str):

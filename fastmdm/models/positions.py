@@ -98,8 +98,28 @@ def register_positions(scheme: PositionScheme) -> PositionScheme:
     return scheme
 
 
+_FAMILIES: dict[str, object] = {}
+
+
+def register_position_family(prefix: str, make) -> None:
+    """Schemes named by their parameters: `make(name)` builds the scheme for a name that starts with `prefix`
+    (None when the rest does not parse), registered the first time a config names it. A task whose positions
+    depend on its shape (Zebra's ``zebra-5x5-25``) registers one family instead of one scheme per shape."""
+    if not isinstance(prefix, str) or not prefix:
+        raise ValueError("prefix: a position family needs a non-empty name prefix")
+    if not callable(make):
+        raise TypeError(f"make: expected a callable, got {type(make).__name__}")
+    _FAMILIES[prefix] = make
+
+
 def get_positions(name: str) -> PositionScheme:
-    """The registered scheme called `name`; a ValueError naming the registered ones otherwise."""
+    """The registered scheme called `name` (built by its family on first use); a ValueError naming the
+    registered ones otherwise."""
+    if name not in _REGISTRY:
+        for prefix, make in _FAMILIES.items():
+            scheme = make(name) if isinstance(name, str) and name.startswith(prefix) else None
+            if scheme is not None:
+                return register_positions(scheme)
     if name not in _REGISTRY:
         raise ValueError(f"TransformerConfig.positions: {name!r} is not a registered position scheme (registered: "
                          f"{', '.join(sorted(_REGISTRY))}); import the module that registers it first "

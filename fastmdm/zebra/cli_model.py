@@ -16,12 +16,12 @@ from fastmdm.cli import (
     strategy_list,
     write_text_output,
 )
-from fastmdm.zebra.model import PRESETS, load
+from fastmdm.zebra.model import POSITIONS, PRESETS, load
 from fastmdm.zebra.train import ZebraTrainConfig
 
 _DEFAULTS = tc.defaults_of(ZebraTrainConfig)
 _COMMAND = "fastmdm zebra train"
-_FIELDS = (*tc.LOOP_FIELDS, "preset", "houses", "attributes", "max_clues", "logic_only", "data_seed",
+_FIELDS = (*tc.LOOP_FIELDS, "preset", "positions", "houses", "attributes", "max_clues", "logic_only", "data_seed",
            "eval_strategies")
 
 
@@ -87,6 +87,8 @@ def register(sub) -> None:
     def opt(name, help, **kwargs):
         tc.option(t, _DEFAULTS, name, help, **kwargs)
     opt("preset", "model size", choices=sorted(PRESETS))
+    opt("positions", "position scheme: roles (a clue token's role; a cell's house and attribute, embedded as the "
+        "clues' tokens) or learned (one vector per position)", choices=POSITIONS)
     opt("houses", "houses m", type=positive_int)
     opt("attributes", "attributes n", type=positive_int)
     opt("max_clues", "clue slots of the encoding", type=positive_int, default_text="houses * attributes")

@@ -1,5 +1,7 @@
-"""The Zebra MDM: `fastmdm.models.Transformer`, bidirectional, a learned embedding per position (the clue
-slots and the cells have fixed places in the sequence). A checkpoint's config.json records the task in its
+"""The Zebra MDM: `fastmdm.models.Transformer`, bidirectional. Its positions are the task's role scheme
+(`fastmdm.zebra.positions`: a clue token's role in its slot; a cell's house and attribute, embedded as the clues'
+house and attribute tokens), or, with ``positions="learned"``, one learned embedding per position (the first
+Zebra runs'). A checkpoint's config.json records the task in its
 training record (`train.houses`, `train.attributes`, `train.max_clues`, `train.logic_only`)."""
 from __future__ import annotations
 
@@ -7,6 +9,10 @@ from pathlib import Path
 
 from fastmdm.training import load_task_model, sequence_mdm
 from fastmdm.zebra.engine import MASK_ID, VOCAB_SIZE, Task
+from fastmdm.zebra.positions import scheme_name
+
+#: position schemes of a Zebra model: "roles" (fastmdm.zebra.positions) or "learned" (one vector per position)
+POSITIONS = ("roles", "learned")
 
 #: model sizes; "paper" is about the paper's 19M Zebra MDM (20.6M here)
 PRESETS = {
@@ -19,11 +25,14 @@ TASK_FIELDS = ("houses", "attributes", "max_clues", "logic_only")
 SHIPPED_CHECKPOINT = Path(__file__).parent / "checkpoints" / "zebra-mdm"
 
 
-def zebra_model(task: Task, preset: str = "cpu"):
-    """A fresh MDM of a preset's size for `task`'s sequences."""
+def zebra_model(task: Task, preset: str = "cpu", positions: str = "roles"):
+    """A fresh MDM of a preset's size for `task`'s sequences, with the position scheme `positions`."""
     if preset not in PRESETS:
         raise ValueError(f"preset: unknown {preset!r}; use one of {sorted(PRESETS)}")
-    return sequence_mdm(PRESETS[preset], VOCAB_SIZE, MASK_ID, task.length)
+    if positions not in POSITIONS:
+        raise ValueError(f"positions: unknown {positions!r}; use one of {', '.join(POSITIONS)}")
+    scheme = scheme_name(task) if positions == "roles" else "learned"
+    return sequence_mdm(PRESETS[preset], VOCAB_SIZE, MASK_ID, task.length, positions=scheme)
 
 
 def load(checkpoint=None, device="cpu"):

@@ -16,13 +16,14 @@ from fastmdm import training
 from fastmdm.training import MDMObjective
 from fastmdm.zebra import engine
 from fastmdm.zebra.data import TEST_SEED
-from fastmdm.zebra.model import PRESETS, zebra_model
+from fastmdm.zebra.model import POSITIONS, PRESETS, zebra_model
 
 
 @dataclass
 class ZebraTrainConfig(training.LoopConfig):
     """One Zebra training run (the loop's fields are `fastmdm.training.LoopConfig`'s)."""
     preset: str = "cpu"
+    positions: str = "roles"
     houses: int = 5
     attributes: int = 5
     max_clues: int | None = None
@@ -37,6 +38,8 @@ class ZebraTrainConfig(training.LoopConfig):
     def __post_init__(self):
         if self.preset not in PRESETS:
             raise ValueError(f"preset: unknown {self.preset!r}; use one of {sorted(PRESETS)}")
+        if self.positions not in POSITIONS:
+            raise ValueError(f"positions: unknown {self.positions!r}; use one of {', '.join(POSITIONS)}")
         super().__post_init__()
         self.max_clues = self.task.max_clues   # validates the task; None becomes houses * attributes
         training.check_data_seed(self.data_seed, TEST_SEED)
@@ -61,10 +64,10 @@ class ZebraTask:
     """The Zebra `fastmdm.training.TrainingTask`."""
 
     def build_model(self, cfg: ZebraTrainConfig):
-        return zebra_model(cfg.task, cfg.preset)
+        return zebra_model(cfg.task, cfg.preset, cfg.positions)
 
     def describe(self, cfg: ZebraTrainConfig) -> str:
-        return f"Zebra MDM, preset {cfg.preset}, {cfg.task.describe()}"
+        return f"Zebra MDM, preset {cfg.preset}, {cfg.positions} positions, {cfg.task.describe()}"
 
     def prepare(self, cfg: ZebraTrainConfig, log) -> None:
         from fastmdm.zebra.data import test_set  # noqa: PLC0415

@@ -1,0 +1,71 @@
+"""The Zebra position scheme ``"zebra-MxN-K"``: positions that say what a place means, not where it is.
+
+A sequence is K clue slots of five tokens, then the M x N cells (`fastmdm.zebra.engine`). Its positions:
+- a clue token gets the vector of its role in the slot (relation, attribute, value, attribute or house, value),
+  the same for every slot: clues come in random order, so a slot's index carries nothing;
+- cell (h, a) gets a "cell" role vector plus the **token embeddings** of house h and attribute a, the same
+  vectors the clues use to name that house and that attribute. A clue ``attribute a = value v at house h``
+  and the cell it places then share two of their three parts from the first step.
+
+The scheme has one name per shape, ``zebra-{M}x{N}-{K}``, so a checkpoint's config says what it was built for;
+importing this module registers the family (`register_position_family`), which is what lets such a checkpoint
+load. Parameters: ``role_emb`` (6 vectors), and the model's own ``tok_emb``.
+"""
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import nn
+
+from fastmdm.models.positions import PositionScheme, register_position_family
+from fastmdm.zebra.engine import ATTRIBUTE_BASE, CLUE_TOKENS, HOUSE_BASE, VOCAB_SIZE, Task
+
+PREFIX = "zebra-"
+CELL_ROLE = CLUE_TOKENS          # role index of a cell; 0..CLUE_TOKENS-1 are the clue tokens' roles
+
+
+def scheme_name(task: Task) -> str:
+    return f"{PREFIX}{task.houses}x{task.attributes}-{task.max_clues}"
+
+
+class ZebraPositions(PositionScheme):
+    def __init__(self, houses: int, attributes: int, max_clues: int):
+        self.task = Task(houses=houses, attributes=attributes, max_clues=max_clues)
+        self.name = scheme_name(self.task)
+
+    def check_config(self, config):
+        if config.max_len != self.task.length:
+            raise ValueError(f"TransformerConfig.max_len: positions={self.name!r} needs max_len={self.task.length} "
+                             f"(the task's sequence length), got {config.max_len}")
+        if config.vocab_size != VOCAB_SIZE:
+            raise ValueError(f"TransformerConfig.vocab_size: positions={self.name!r} needs the Zebra vocabulary "
+                             f"({VOCAB_SIZE}), got {config.vocab_size}")
+
+    def add_to(self, model, config):
+        t = self.task
+        model.role_emb = nn.Embedding(CLUE_TOKENS + 1, config.d_model)
+        role = torch.cat([torch.arange(t.clue_length) % CLUE_TOKENS, torch.full((t.cells,), CELL_ROLE)])
+        cell = torch.arange(t.cells)
+        house = torch.cat([torch.full((t.clue_length,), -1), HOUSE_BASE + cell // t.attributes])
+        attribute = torch.cat([torch.full((t.clue_length,), -1), ATTRIBUTE_BASE + cell % t.attributes])
+        for name, idx in (("zebra_role", role), ("zebra_house", house), ("zebra_attribute", attribute)):
+            model.register_buffer(name, idx.long(), persistent=False)
+
+    def check_length(self, length, config):
+        return None if length == self.task.length else f"a {self.name} model takes exactly {self.task.length} tokens"
+
+    def embed(self, model, start, end, device):
+        role = model.role_emb(model.zebra_role[start:end])
+        house, attribute = model.zebra_house[start:end], model.zebra_attribute[start:end]
+        is_cell = (house >= 0).unsqueeze(-1)
+        names = model.tok_emb(house.clamp_min(0)) + model.tok_emb(attribute.clamp_min(0))
+        return role + torch.where(is_cell, names, torch.zeros_like(names))
+
+
+def _from_name(name: str) -> ZebraPositions | None:
+    m = re.fullmatch(rf"{PREFIX}(\d+)x(\d+)-(\d+)", name)
+    return ZebraPositions(int(m[1]), int(m[2]), int(m[3])) if m else None
+
+
+register_position_family(PREFIX, _from_name)

@@ -1,0 +1,69 @@
+"""The Zebra position scheme: a clue token's role, a cell's house and attribute embedded as the clues' tokens."""
+import pytest
+import torch
+
+from fastmdm.checkpoint import save_model
+from fastmdm.models import get_positions
+from fastmdm.zebra import engine
+from fastmdm.zebra.engine import ATTRIBUTE_BASE, CLUE_TOKENS, HOUSE_BASE, Task
+from fastmdm.zebra.model import load, zebra_model
+from fastmdm.zebra.positions import CELL_ROLE, scheme_name
+
+TASK = Task(houses=3, attributes=4)
+
+
+def test_the_vectors_are_roles_and_the_cells_house_and_attribute_tokens():
+    torch.manual_seed(0)
+    model = zebra_model(TASK, "tiny")
+    assert model.config.positions == "zebra-3x4-12" == scheme_name(TASK)
+    pos = model.position_scheme.embed(model, 0, TASK.length, "cpu")
+    role, tok = model.role_emb.weight, model.tok_emb.weight
+    for j in range(TASK.clue_length):
+        assert torch.equal(pos[j], role[j % CLUE_TOKENS])
+    for h in range(TASK.houses):
+        for a in range(TASK.attributes):
+            want = role[CELL_ROLE] + tok[HOUSE_BASE + h] + tok[ATTRIBUTE_BASE + a]
+            torch.testing.assert_close(pos[TASK.cell_position(h, a)], want)
+    assert torch.equal(model.position_scheme.embed(model, 5, 20, "cpu"), pos[5:20])
+
+
+@pytest.mark.parametrize("positions", ["roles", "learned"])
+def test_the_cells_do_not_depend_on_the_order_of_the_clue_slots(positions):
+    torch.manual_seed(1)
+    model = zebra_model(TASK, "tiny", positions=positions).eval()
+    x = torch.from_numpy(engine.generate(4, TASK, seed=3).tokens).long()
+    x[:, TASK.cell_positions] = engine.MASK_ID
+    perm = torch.randperm(TASK.max_clues)
+    slots = x[:, TASK.clue_positions].view(4, TASK.max_clues, CLUE_TOKENS)[:, perm].reshape(4, -1)
+    y = x.clone()
+    y[:, TASK.clue_positions] = slots
+    with torch.no_grad():
+        a, b = model(x)[:, TASK.cell_positions], model(y)[:, TASK.cell_positions]
+    if positions == "roles":
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    else:   # one vector per position: moving a clue to another slot changes what the cells see
+        assert (a - b).abs().max() > 1e-3
+
+
+def test_a_checkpoint_of_the_scheme_loads_with_the_same_outputs(tmp_path):
+    torch.manual_seed(2)
+    model = zebra_model(TASK, "tiny").eval()
+    save_model(tmp_path / "ck", model, extra={"train": {"houses": 3, "attributes": 4, "max_clues": 12,
+                                                        "logic_only": False}})
+    loaded, task, _ = load(tmp_path / "ck")
+    x = torch.from_numpy(engine.generate(2, TASK, seed=4).tokens).long()
+    assert task == TASK
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+
+
+def test_the_family_builds_a_scheme_per_shape_and_refuses_the_rest():
+    assert get_positions("zebra-4x2-7").task == Task(houses=4, attributes=2, max_clues=7)
+    with pytest.raises(ValueError, match="not a registered position scheme"):
+        get_positions("zebra-4by2")
+    with pytest.raises(ValueError, match="max_len"):
+        from fastmdm.models import Transformer, TransformerConfig
+        Transformer(TransformerConfig(vocab_size=engine.VOCAB_SIZE, d_model=16, n_layers=1, n_heads=2, d_ff=16,
+                                      max_len=10, mask_token_id=engine.MASK_ID, positions="zebra-3x4-12"))
+    with pytest.raises(ValueError, match="positions"):
+        zebra_model(TASK, "tiny", positions="rotary")
