@@ -115,6 +115,7 @@ def test_always_writing_one_scores_about_three_quarters_and_random_order_spreads
     task = Task()   # the paper's (25, 275): P(not all equal) = 3/4 per clause
     (r,) = ev.evaluate(AlwaysOne(task), task, 64, strategies=["random"], k=25, seed=0)
     assert 0.72 < r["observation_acc"] < 0.78 and r["consistent"] == 0.0
+    assert r["decoded_observation_ones"] == 1.0
     assert 0.04 < r["latents_first"] < 0.13          # N / L = 0.083
     lo, hi = r["observation_acc_ci95"]
     assert lo < r["observation_acc"] < hi and r["calls_per_sequence"] == 12

@@ -81,6 +81,9 @@ def summarize(trace, task: engine.Task, strategy: str) -> dict:
         "observation_acc": float(r.observation_accuracy.mean()) if n else 0.0,
         "observation_acc_ci95": list(mean_interval(r.observation_accuracy)),
         "decoded_observation_acc": float(obs_ok[obs_decoded].mean()) if obs_decoded.any() else None,
+        # the share of the decoded observations written as 1 (3/4 under the task's distribution)
+        "decoded_observation_ones": (float(tokens[:, task.observation_positions][obs_decoded].mean())
+                                     if obs_decoded.any() else None),
         "consistent": consistent / max(n, 1), "consistent_ci95": list(wilson_interval(consistent, n)),
         "latents_first": float(lat_share),
         "latent_rank": float(lat_rank.mean()) if lat_rank.size else 0.0,
@@ -138,16 +141,17 @@ def token_accuracy(model, task: engine.Task, n: int = 1000, rates=(0.1, 0.3, 0.5
 
 def format_table(rows: list[dict], task: engine.Task) -> str:
     """A markdown table of `evaluate`'s rows."""
-    head = ("| order | observation accuracy (95% CI) | decoded observations right | consistent sequences (95% CI) | "
-            f"latents among the first {task.latents} filled | mean latent step / L | calls |\n"
-            "|---|---|---|---|---|---|---|")
+    head = ("| order | observation accuracy (95% CI) | decoded observations right | decoded observations = 1 | "
+            f"consistent sequences (95% CI) | latents among the first {task.latents} filled | mean latent step / L "
+            "| calls |\n|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
         lo, hi = r["observation_acc_ci95"]
         clo, chi = r["consistent_ci95"]
-        dec = r.get("decoded_observation_acc")
+        dec, ones = r.get("decoded_observation_acc"), r.get("decoded_observation_ones")
         lines.append(f"| {r['strategy']} | {100 * r['observation_acc']:.2f}% ({100 * lo:.2f}-{100 * hi:.2f}) | "
                      f"{'-' if dec is None else f'{100 * dec:.2f}%'} | "
+                     f"{'-' if ones is None else f'{100 * ones:.1f}%'} | "
                      f"{100 * r['consistent']:.1f}% ({100 * clo:.1f}-{100 * chi:.1f}) | "
                      f"{100 * r['latents_first']:.1f}% | {r['latent_rank']:.3f} | {r['calls_per_sequence']:.1f} |")
     return "\n".join(lines)
