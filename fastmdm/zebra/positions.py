@@ -2,14 +2,16 @@
 
 A sequence is K clue slots of five tokens, then the M x N cells (`fastmdm.zebra.engine`). Its positions:
 - a clue token gets the vector of its role in the slot (relation, attribute, value, attribute or house, value),
-  the same for every slot: clues come in random order, so a slot's index carries nothing;
+  the same for every slot, plus its slot's vector, the same for the five tokens of a slot, which is how a token
+  finds the rest of its clue (without it no token can tell its own slot's tokens from another's: a first
+  version without slot vectors, session 8, stayed at chance for 1,800 steps);
 - cell (h, a) gets a "cell" role vector plus the **token embeddings** of house h and attribute a, the same
   vectors the clues use to name that house and that attribute. A clue ``attribute a = value v at house h``
   and the cell it places then share two of their three parts from the first step.
 
 The scheme has one name per shape, ``zebra-{M}x{N}-{K}``, so a checkpoint's config says what it was built for;
 importing this module registers the family (`register_position_family`), which is what lets such a checkpoint
-load. Parameters: ``role_emb`` (6 vectors), and the model's own ``tok_emb``.
+load. Parameters: ``role_emb`` (6 vectors), ``slot_emb`` (K vectors), and the model's own ``tok_emb``.
 """
 from __future__ import annotations
 
@@ -45,11 +47,14 @@ class ZebraPositions(PositionScheme):
     def add_to(self, model, config):
         t = self.task
         model.role_emb = nn.Embedding(CLUE_TOKENS + 1, config.d_model)
+        model.slot_emb = nn.Embedding(t.max_clues, config.d_model)
         role = torch.cat([torch.arange(t.clue_length) % CLUE_TOKENS, torch.full((t.cells,), CELL_ROLE)])
+        slot = torch.cat([torch.arange(t.clue_length) // CLUE_TOKENS, torch.full((t.cells,), -1)])
         cell = torch.arange(t.cells)
         house = torch.cat([torch.full((t.clue_length,), -1), HOUSE_BASE + cell // t.attributes])
         attribute = torch.cat([torch.full((t.clue_length,), -1), ATTRIBUTE_BASE + cell % t.attributes])
-        for name, idx in (("zebra_role", role), ("zebra_house", house), ("zebra_attribute", attribute)):
+        for name, idx in (("zebra_role", role), ("zebra_slot", slot), ("zebra_house", house),
+                          ("zebra_attribute", attribute)):
             model.register_buffer(name, idx.long(), persistent=False)
 
     def check_length(self, length, config):
@@ -60,7 +65,8 @@ class ZebraPositions(PositionScheme):
         house, attribute = model.zebra_house[start:end], model.zebra_attribute[start:end]
         is_cell = (house >= 0).unsqueeze(-1)
         names = model.tok_emb(house.clamp_min(0)) + model.tok_emb(attribute.clamp_min(0))
-        return role + torch.where(is_cell, names, torch.zeros_like(names))
+        slots = model.slot_emb(model.zebra_slot[start:end].clamp_min(0))
+        return role + torch.where(is_cell, names, slots)
 
 
 def _from_name(name: str) -> ZebraPositions | None:
