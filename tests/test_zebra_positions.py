@@ -70,3 +70,21 @@ def test_the_family_builds_a_scheme_per_shape_and_refuses_the_rest():
                                       max_len=10, mask_token_id=engine.MASK_ID, positions="zebra-3x4-12"))
     with pytest.raises(ValueError, match="positions"):
         zebra_model(TASK, "tiny", positions="rotary")
+
+
+def test_clues_adds_the_whole_clue_to_each_of_its_tokens_and_nothing_to_the_cells():
+    torch.manual_seed(3)
+    model = zebra_model(TASK, "tiny", positions="clues")
+    assert model.config.positions == "zebra-clues-3x4-12"
+    x = torch.from_numpy(engine.generate(2, TASK, seed=5).tokens).long()
+    named = model.position_scheme.embed_named(model, x, 0, TASK.length)
+    table = model.clue_emb.weight.view(CLUE_TOKENS, engine.VOCAB_SIZE, -1)
+    for b in range(2):
+        for j in range(TASK.max_clues):
+            slot = x[b, CLUE_TOKENS * j:CLUE_TOKENS * (j + 1)]
+            want = sum(table[r, slot[r]] for r in range(CLUE_TOKENS))
+            for r in range(CLUE_TOKENS):
+                torch.testing.assert_close(named[b, CLUE_TOKENS * j + r], want)
+    assert not named[:, TASK.cell_positions].any()
+    assert torch.equal(model.position_scheme.embed_named(model, x, 7, 30), named[:, 7:30])
+    assert get_positions("zebra-clues-4x2-7").clues and not get_positions("zebra-4x2-7").clues

@@ -87,8 +87,9 @@ def register(sub) -> None:
     def opt(name, help, **kwargs):
         tc.option(t, _DEFAULTS, name, help, **kwargs)
     opt("preset", "model size", choices=sorted(PRESETS))
-    opt("positions", "position scheme: roles (a clue token's role; a cell's house and attribute, embedded as the "
-        "clues' tokens) or learned (one vector per position)", choices=POSITIONS)
+    opt("positions", "position scheme: roles (a clue token's role and slot; a cell's house and attribute, embedded "
+        "as the clues' tokens), clues (roles, and every clue token also carries its whole clue) or learned (one "
+        "vector per position)", choices=POSITIONS)
     opt("houses", "houses m", type=positive_int)
     opt("attributes", "attributes n", type=positive_int)
     opt("max_clues", "clue slots of the encoding", type=positive_int, default_text="houses * attributes")

@@ -11,8 +11,9 @@ from fastmdm.training import load_task_model, sequence_mdm
 from fastmdm.zebra.engine import MASK_ID, VOCAB_SIZE, Task
 from fastmdm.zebra.positions import scheme_name
 
-#: position schemes of a Zebra model: "roles" (fastmdm.zebra.positions) or "learned" (one vector per position)
-POSITIONS = ("roles", "learned")
+#: position schemes of a Zebra model: "roles" and "clues" (fastmdm.zebra.positions) or "learned" (one vector
+#: per position)
+POSITIONS = ("roles", "clues", "learned")
 
 #: model sizes; "paper" is about the paper's 19M Zebra MDM (20.6M here)
 PRESETS = {
@@ -31,7 +32,7 @@ def zebra_model(task: Task, preset: str = "cpu", positions: str = "roles"):
         raise ValueError(f"preset: unknown {preset!r}; use one of {sorted(PRESETS)}")
     if positions not in POSITIONS:
         raise ValueError(f"positions: unknown {positions!r}; use one of {', '.join(POSITIONS)}")
-    scheme = scheme_name(task) if positions == "roles" else "learned"
+    scheme = "learned" if positions == "learned" else scheme_name(task, clues=positions == "clues")
     return sequence_mdm(PRESETS[preset], VOCAB_SIZE, MASK_ID, task.length, positions=scheme)
 
 

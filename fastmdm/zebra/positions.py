@@ -9,9 +9,14 @@ A sequence is K clue slots of five tokens, then the M x N cells (`fastmdm.zebra.
   vectors the clues use to name that house and that attribute. A clue ``attribute a = value v at house h``
   and the cell it places then share two of their three parts from the first step.
 
-The scheme has one name per shape, ``zebra-{M}x{N}-{K}``, so a checkpoint's config says what it was built for;
-importing this module registers the family (`register_position_family`), which is what lets such a checkpoint
-load. Parameters: ``role_emb`` (6 vectors), ``slot_emb`` (K vectors), and the model's own ``tok_emb``.
+``zebra-clues-...`` adds to every token of a clue the clue itself: the sum of one role-specific embedding of each
+of its five tokens (`embed_named`, from the input), so from the first layer a cell can find a clue that names
+its house and attribute in one attention step instead of first gathering the clue's tokens.
+
+The scheme has one name per shape, ``zebra-{M}x{N}-{K}`` (``zebra-clues-{M}x{N}-{K}``), so a checkpoint's
+config says what it was built for; importing this module registers the family (`register_position_family`),
+which is what lets such a checkpoint load. Parameters: ``role_emb`` (6 vectors), ``slot_emb`` (K vectors), the
+model's own ``tok_emb``, and for ``clues`` ``clue_emb`` (one vocabulary-sized table per role, 5 x V vectors).
 """
 from __future__ import annotations
 
@@ -27,14 +32,15 @@ PREFIX = "zebra-"
 CELL_ROLE = CLUE_TOKENS          # role index of a cell; 0..CLUE_TOKENS-1 are the clue tokens' roles
 
 
-def scheme_name(task: Task) -> str:
-    return f"{PREFIX}{task.houses}x{task.attributes}-{task.max_clues}"
+def scheme_name(task: Task, clues: bool = False) -> str:
+    return f"{PREFIX}{'clues-' if clues else ''}{task.houses}x{task.attributes}-{task.max_clues}"
 
 
 class ZebraPositions(PositionScheme):
-    def __init__(self, houses: int, attributes: int, max_clues: int):
+    def __init__(self, houses: int, attributes: int, max_clues: int, clues: bool = False):
         self.task = Task(houses=houses, attributes=attributes, max_clues=max_clues)
-        self.name = scheme_name(self.task)
+        self.clues = clues
+        self.name = scheme_name(self.task, clues)
 
     def check_config(self, config):
         if config.max_len != self.task.length:
@@ -48,6 +54,8 @@ class ZebraPositions(PositionScheme):
         t = self.task
         model.role_emb = nn.Embedding(CLUE_TOKENS + 1, config.d_model)
         model.slot_emb = nn.Embedding(t.max_clues, config.d_model)
+        if self.clues:
+            model.clue_emb = nn.Embedding(CLUE_TOKENS * VOCAB_SIZE, config.d_model)
         role = torch.cat([torch.arange(t.clue_length) % CLUE_TOKENS, torch.full((t.cells,), CELL_ROLE)])
         slot = torch.cat([torch.arange(t.clue_length) // CLUE_TOKENS, torch.full((t.cells,), -1)])
         cell = torch.arange(t.cells)
@@ -69,9 +77,22 @@ class ZebraPositions(PositionScheme):
         return role + torch.where(is_cell, names, slots)
 
 
+    def embed_named(self, model, input_ids, start, end):
+        if not self.clues:
+            return None
+        t = self.task
+        B = input_ids.shape[0]
+        slots = input_ids[:, t.clue_positions].long().view(B, t.max_clues, CLUE_TOKENS)
+        ids = slots + torch.arange(CLUE_TOKENS, device=input_ids.device) * VOCAB_SIZE   # role r's table
+        clue = model.clue_emb(ids).sum(2)                                               # [B, K, d]
+        per_token = clue.repeat_interleave(CLUE_TOKENS, dim=1)                          # [B, 5K, d]
+        out = torch.cat([per_token, per_token.new_zeros(B, t.cells, per_token.shape[-1])], 1)
+        return out[:, start:end]
+
+
 def _from_name(name: str) -> ZebraPositions | None:
-    m = re.fullmatch(rf"{PREFIX}(\d+)x(\d+)-(\d+)", name)
-    return ZebraPositions(int(m[1]), int(m[2]), int(m[3])) if m else None
+    m = re.fullmatch(rf"{PREFIX}(clues-)?(\d+)x(\d+)-(\d+)", name)
+    return ZebraPositions(int(m[2]), int(m[3]), int(m[4]), clues=bool(m[1])) if m else None
 
 
 register_position_family(PREFIX, _from_name)
