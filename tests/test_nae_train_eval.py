@@ -66,15 +66,17 @@ def test_a_batch_is_fresh_generated_data_masked_at_stratified_rates():
 @pytest.mark.parametrize("kw, msg", [
     ({"data_seed": TEST_SEED}, "test set"), ({"preset": "huge"}, "preset"), ({"latents": 1}, "latents"),
     ({"observations": 10**6}, "observations"), ({"steps": None}, "steps, minutes"), ({"data_seed": -1}, "data_seed"),
+    ({"positions": "rotary"}, "positions"),
 ])
 def test_the_config_refuses(kw, msg):
     with pytest.raises(ValueError, match=msg):
         NAETrainConfig(**{"steps": 5, **kw})
 
 
-def test_training_lowers_the_loss_and_resumes_exactly(tmp_path):
-    kw = dict(preset="tiny", latents=6, observations=10, structure_seed=4, batch_size=32, lr=3e-3, warmup_steps=5,
-              eval_every=0, save_every=0, log_every=1, threads=1)
+@pytest.mark.parametrize("positions", ["learned", "clauses"])
+def test_training_lowers_the_loss_and_resumes_exactly(tmp_path, positions):
+    kw = dict(preset="tiny", positions=positions, latents=6, observations=10, structure_seed=4, batch_size=32,
+              lr=3e-3, warmup_steps=5, eval_every=0, save_every=0, log_every=1, threads=1)
     quiet = lambda m: None  # noqa: E731
     r = train(NAETrainConfig(steps=80, out=str(tmp_path / "a"), **kw), log=quiet)
     losses = [h["loss"] for h in r["history"]]
@@ -85,7 +87,8 @@ def test_training_lowers_the_loss_and_resumes_exactly(tmp_path):
     for a, b in zip(whole["model"].state_dict().values(), part["model"].state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     model, task, cfg = load(tmp_path / "p")
-    assert task == TASK and cfg["trained"]["steps"] == 6
+    assert task == TASK and cfg["trained"]["steps"] == 6 and cfg["train"]["positions"] == positions
+    assert model.config.positions == ("learned" if positions == "learned" else "nae-clauses-6-10-3-4")
 
 
 # ---------------------------------------------------------------- evaluation protocol

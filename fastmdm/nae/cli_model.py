@@ -18,12 +18,12 @@ from fastmdm.cli import (
     strategy_list,
     write_text_output,
 )
-from fastmdm.nae.model import PRESETS, load
+from fastmdm.nae.model import POSITIONS, PRESETS, load
 from fastmdm.nae.train import NAETrainConfig
 
 _DEFAULTS = tc.defaults_of(NAETrainConfig)
 _COMMAND = "fastmdm nae train"
-_FIELDS = (*tc.LOOP_FIELDS, "preset", "latents", "observations", "arity", "structure_seed", "data_seed",
+_FIELDS = (*tc.LOOP_FIELDS, "preset", "positions", "latents", "observations", "arity", "structure_seed", "data_seed",
            "eval_strategies")
 
 
@@ -123,6 +123,8 @@ def register(sub) -> None:
     def opt(name, help, **kwargs):
         tc.option(t, _DEFAULTS, name, help, **kwargs)
     opt("preset", "model size", choices=sorted(PRESETS))
+    opt("positions", "position scheme: learned (one vector per position) or clauses (an observation's vector is "
+        "the sum of its clause's latents' vectors plus its own; docs/nae.md)", choices=POSITIONS)
     opt("latents", "latent tokens N", type=positive_int)
     opt("observations", "observation tokens P", type=positive_int)
     opt("arity", "latents per clause", type=positive_int)

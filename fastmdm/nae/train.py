@@ -19,7 +19,7 @@ import torch
 from fastmdm import training
 from fastmdm.nae import engine
 from fastmdm.nae.data import TEST_SEED
-from fastmdm.nae.model import PRESETS, nae_model
+from fastmdm.nae.model import POSITIONS, PRESETS, nae_model
 from fastmdm.training import MDMObjective
 
 
@@ -27,6 +27,7 @@ from fastmdm.training import MDMObjective
 class NAETrainConfig(training.LoopConfig):
     """One L&O-NAE-SAT training run (the loop's fields are `fastmdm.training.LoopConfig`'s)."""
     preset: str = "cpu"
+    positions: str = "learned"
     latents: int = 25
     observations: int = 275
     arity: int = 3
@@ -41,6 +42,8 @@ class NAETrainConfig(training.LoopConfig):
     def __post_init__(self):
         if self.preset not in PRESETS:
             raise ValueError(f"preset: unknown {self.preset!r}; use one of {sorted(PRESETS)}")
+        if self.positions not in POSITIONS:
+            raise ValueError(f"positions: unknown {self.positions!r}; use one of {', '.join(POSITIONS)}")
         super().__post_init__()
         _ = self.task  # validates latents, observations, arity, structure_seed
         training.check_data_seed(self.data_seed, TEST_SEED)
@@ -63,10 +66,10 @@ class NAETask:
     """The L&O-NAE-SAT `fastmdm.training.TrainingTask`."""
 
     def build_model(self, cfg: NAETrainConfig):
-        return nae_model(cfg.task, cfg.preset)
+        return nae_model(cfg.task, cfg.preset, cfg.positions)
 
     def describe(self, cfg: NAETrainConfig) -> str:
-        return f"L&O-NAE-SAT MDM, preset {cfg.preset}, {cfg.task.describe()}"
+        return f"L&O-NAE-SAT MDM, preset {cfg.preset}, {cfg.positions} positions, {cfg.task.describe()}"
 
     def prepare(self, cfg: NAETrainConfig, log) -> None:
         self.task = cfg.task
