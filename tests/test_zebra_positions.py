@@ -82,7 +82,7 @@ def test_clues_adds_the_whole_clue_to_each_of_its_tokens_and_nothing_to_the_cell
     for b in range(2):
         for j in range(TASK.max_clues):
             slot = x[b, CLUE_TOKENS * j:CLUE_TOKENS * (j + 1)]
-            want = sum(table[r, slot[r]] for r in range(CLUE_TOKENS))
+            want = sum(table[r, slot[r]] + model.tok_emb.weight[slot[r]] for r in range(CLUE_TOKENS))
             for r in range(CLUE_TOKENS):
                 torch.testing.assert_close(named[b, CLUE_TOKENS * j + r], want)
     assert not named[:, TASK.cell_positions].any()

@@ -123,8 +123,8 @@ def register(sub) -> None:
     def opt(name, help, **kwargs):
         tc.option(t, _DEFAULTS, name, help, **kwargs)
     opt("preset", "model size", choices=sorted(PRESETS))
-    opt("positions", "position scheme: learned (one vector per position) or clauses (an observation's vector is "
-        "the sum of its clause's latents' vectors plus its own; docs/nae.md)", choices=POSITIONS)
+    opt("positions", "position scheme: clauses (an observation's vector is the sum of its clause's latents' "
+        "vectors plus its own; docs/nae.md) or learned (one vector per position)", choices=POSITIONS)
     opt("latents", "latent tokens N", type=positive_int)
     opt("observations", "observation tokens P", type=positive_int)
     opt("arity", "latents per clause", type=positive_int)

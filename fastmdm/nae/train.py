@@ -27,7 +27,7 @@ from fastmdm.training import MDMObjective
 class NAETrainConfig(training.LoopConfig):
     """One L&O-NAE-SAT training run (the loop's fields are `fastmdm.training.LoopConfig`'s)."""
     preset: str = "cpu"
-    positions: str = "learned"
+    positions: str = "clauses"
     latents: int = 25
     observations: int = 275
     arity: int = 3

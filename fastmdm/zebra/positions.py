@@ -9,9 +9,12 @@ A sequence is K clue slots of five tokens, then the M x N cells (`fastmdm.zebra.
   vectors the clues use to name that house and that attribute. A clue ``attribute a = value v at house h``
   and the cell it places then share two of their three parts from the first step.
 
-``zebra-clues-...`` adds to every token of a clue the clue itself: the sum of one role-specific embedding of each
-of its five tokens (`embed_named`, from the input), so from the first layer a cell can find a clue that names
-its house and attribute in one attention step instead of first gathering the clue's tokens.
+``zebra-clues-...`` adds to every token of a clue the clue itself: the sum over its five tokens of a
+role-specific embedding and of the token's own embedding (`embed_named`, from the input), so from the first layer
+a cell can find a clue that names its house and attribute in one attention step instead of first gathering the
+clue's tokens. The token embeddings are the ones a cell's position is made of, so a clue naming house h and
+attribute a and the cell (h, a) share those two vectors from the first step, as an observation and its clause's
+latents do in the L&O-NAE-SAT scheme.
 
 The scheme has one name per shape, ``zebra-{M}x{N}-{K}`` (``zebra-clues-{M}x{N}-{K}``), so a checkpoint's
 config says what it was built for; importing this module registers the family (`register_position_family`),
@@ -84,7 +87,9 @@ class ZebraPositions(PositionScheme):
         B = input_ids.shape[0]
         slots = input_ids[:, t.clue_positions].long().view(B, t.max_clues, CLUE_TOKENS)
         ids = slots + torch.arange(CLUE_TOKENS, device=input_ids.device) * VOCAB_SIZE   # role r's table
-        clue = model.clue_emb(ids).sum(2)                                               # [B, K, d]
+        # the clue's own token embeddings too: a cell (h, a) carries tok_emb[h] + tok_emb[a], so one shared
+        # query-key map that matches like with like finds the clues naming its house and attribute
+        clue = model.clue_emb(ids).sum(2) + model.tok_emb(slots).sum(2)                 # [B, K, d]
         per_token = clue.repeat_interleave(CLUE_TOKENS, dim=1)                          # [B, 5K, d]
         out = torch.cat([per_token, per_token.new_zeros(B, t.cells, per_token.shape[-1])], 1)
         return out[:, start:end]

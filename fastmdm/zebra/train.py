@@ -23,7 +23,7 @@ from fastmdm.zebra.model import POSITIONS, PRESETS, zebra_model
 class ZebraTrainConfig(training.LoopConfig):
     """One Zebra training run (the loop's fields are `fastmdm.training.LoopConfig`'s)."""
     preset: str = "cpu"
-    positions: str = "roles"
+    positions: str = "clues"
     houses: int = 5
     attributes: int = 5
     max_clues: int | None = None
