@@ -30,3 +30,28 @@ def sample_batches(model, inputs: torch.Tensor, *, mask_id: int, seed=0, batch_s
         empty = torch.zeros(0, inputs.shape[1], dtype=torch.long)
         return Trace(empty, empty.clone(), 0)
     return Trace(torch.cat(tokens), torch.cat(orders), nfe)
+
+
+def plot_orders(rows: list[dict], key: str, path, *, ylabel: str, title: str, ylim=(0, 101), reference=None) -> None:
+    """Bar chart of `row[key]` (a share) per decoding order with its 95% interval `row[key + "_ci95"]`, in percent;
+    random order grey, the adaptive orders blue. `reference` (value in percent, label) draws a dashed line."""
+    import matplotlib  # noqa: PLC0415 (plotting is optional)
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    names = [r["strategy"] for r in rows]
+    acc = [100 * r[key] for r in rows]
+    lo = [a - 100 * r[key + "_ci95"][0] for a, r in zip(acc, rows)]
+    hi = [100 * r[key + "_ci95"][1] - a for a, r in zip(acc, rows)]
+    ax.bar(names, acc, yerr=[lo, hi], capsize=4, color=["#999999" if s == "random" else "#3b7dd8" for s in names])
+    if reference is not None:
+        ax.axhline(reference[0], color="k", ls="--", lw=1, label=reference[1])
+        ax.legend(loc="lower right", fontsize=8)
+    for i, v in enumerate(acc):
+        ax.text(i, v + 0.5, f"{v:.1f}", ha="center", va="bottom", fontsize=9)
+    ax.set_ylim(*ylim)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

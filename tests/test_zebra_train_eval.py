@@ -93,10 +93,11 @@ def tiny_checkpoint(tmp_path_factory):
     return out
 
 
-def test_eval_writes_the_table_and_json(tiny_checkpoint, tmp_path, capsys):
-    j, md = tmp_path / "r.json", tmp_path / "r.md"
+def test_eval_writes_the_table_json_and_plot(tiny_checkpoint, tmp_path, capsys):
+    j, md, png = tmp_path / "r.json", tmp_path / "r.md", tmp_path / "r.png"
     assert main(["zebra", "eval", "--checkpoint", str(tiny_checkpoint), "--n", "5", "--strategies", "random,margin",
-                 "--json", str(j), "--markdown", str(md)]) == 0
+                 "--json", str(j), "--markdown", str(md), "--plot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| margin |" in capsys.readouterr().out
     data = json.loads(j.read_text())
     assert [r["strategy"] for r in data["rows"]] == ["random", "margin"] and data["task"]["houses"] == 3

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fastmdm.evaluation import sample_batches
+from fastmdm.evaluation import plot_orders, sample_batches
 from fastmdm.nae import engine
 from fastmdm.nae.data import TEST_SEED
 from fastmdm.stats import mean_interval, wilson_interval
@@ -171,22 +171,6 @@ def format_token_table(rows: list[dict]) -> str:
 
 def plot(rows: list[dict], path, title: str = "") -> None:
     """Bar chart of observation accuracy per order, with 95% intervals and the 75% always-1 line."""
-    import matplotlib  # noqa: PLC0415
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    names = [r["strategy"] for r in rows]
-    acc = np.array([100 * r["observation_acc"] for r in rows])
-    ci = np.array([[100 * r["observation_acc_ci95"][0], 100 * r["observation_acc_ci95"][1]] for r in rows])
-    ax.bar(names, acc, yerr=[acc - ci[:, 0], ci[:, 1] - acc], capsize=4,
-           color=["#999999" if s == "random" else "#3b7dd8" for s in names])
-    ax.axhline(75, color="k", ls="--", lw=1, label="always 1 (75%)")
-    for i, v in enumerate(acc):
-        ax.text(i, v + 0.5, f"{v:.1f}", ha="center", va="bottom", fontsize=9)
-    ax.set_ylim(50, 101)
-    ax.set_ylabel("observation tokens correct (%)")
-    ax.set_title(title or "L&O-NAE-SAT: unconditional generation by decoding order")
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    plot_orders(rows, "observation_acc", path, ylabel="observation tokens correct (%)", ylim=(50, 101),
+                title=title or "L&O-NAE-SAT: unconditional generation by decoding order",
+                reference=(75, "always 1 (75%)"))

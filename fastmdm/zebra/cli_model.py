@@ -34,7 +34,7 @@ def cmd_eval(args) -> int:
     from fastmdm.zebra import data  # noqa: PLC0415
     from fastmdm.zebra import evaluate as ev  # noqa: PLC0415
     tc.check_schedule(args)
-    for option in ("--json", "--markdown"):
+    for option in ("--json", "--markdown", "--plot"):
         check_writable(option, getattr(args, option[2:]))
     tc.apply_threads(args)
     model, task, cfg = tc.load_checkpoint(args, load)
@@ -45,6 +45,9 @@ def cmd_eval(args) -> int:
     print(text)
     if args.markdown:
         write_text_output(args.markdown, text + f"\n\nCommand: `{environment(args)['command']}`\n")
+    if args.plot:
+        ev.plot(rows, args.plot, title=f"Zebra {task.houses} x {task.attributes}: {args.n} test puzzles, "
+                "solved by decoding order")
     if args.json:
         write_text_output(args.json, json.dumps({"task": {"houses": task.houses, "attributes": task.attributes,
                                                           "max_clues": task.max_clues, "logic_only": task.logic_only},
@@ -108,3 +111,4 @@ def register(sub) -> None:
     tc.decoding_options(e, temperature=0.0, make_command=_COMMAND, shipped=True)
     e.add_argument("--json", default=None, metavar="FILE", help="write the rows and the run's environment")
     e.add_argument("--markdown", default=None, metavar="FILE", help="write the table as markdown")
+    e.add_argument("--plot", default=None, metavar="FILE", help="bar chart of puzzles solved per order (PNG)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fastmdm.evaluation import sample_batches
+from fastmdm.evaluation import plot_orders, sample_batches
 from fastmdm.stats import wilson_interval
 from fastmdm.zebra import engine
 
@@ -52,3 +52,9 @@ def format_table(rows: list[dict], task: engine.Task) -> str:
         lines.append(f"| {r['strategy']} | {100 * r['puzzle_acc']:.1f}% ({100 * lo:.1f}-{100 * hi:.1f}) | "
                      f"{100 * r['cell_acc']:.1f}% | {r['calls_per_puzzle']:.1f} |")
     return "\n".join(lines)
+
+
+def plot(rows: list[dict], path, title: str = "") -> None:
+    """Bar chart of the puzzles solved per order, with 95% intervals."""
+    plot_orders(rows, "puzzle_acc", path, ylabel="puzzles solved (%)",
+                title=title or "Zebra: puzzles solved by decoding order")
