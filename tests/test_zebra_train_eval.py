@@ -77,6 +77,39 @@ def test_a_wrong_model_solves_nothing_and_gets_one_cell_in_three():
     assert r["puzzle_acc"] == 0.0 and r["cell_acc"] == pytest.approx(1 / 3) and r["calls_per_puzzle"] == 3
 
 
+class FixedAnswers(torch.nn.Module):
+    """Puts all its mass on given cell values, row by row (the whole set in one batch)."""
+
+    def __init__(self, task, values):
+        super().__init__()
+        self.task, self.values = task, torch.as_tensor(values).long()
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        logits = torch.full((*x.shape, VOCAB_SIZE), -30.0)
+        cells = torch.arange(self.task.cell_positions.start, self.task.length)
+        logits[torch.arange(len(x))[:, None], cells[None], self.values[:len(x)]] = 10.0
+        return logits
+
+
+def test_cell_accuracy_groups_cells_by_the_technique_that_placed_them():
+    """A model right exactly on the cells an 'at' clue names: 100% there, 0% in every other group."""
+    task = Task(houses=4, attributes=4)
+    p = engine.generate(60, task, seed=9)
+    sol = p.tokens[:, task.cell_positions].astype(np.int64)
+    at = p.technique == engine.TECHNIQUES.index("at")
+    model = FixedAnswers(task, np.where(at, sol, (sol + 1) % task.houses))
+    rows = {r["cells"]: r for r in ev.cell_accuracy(model, task, p, batch_size=100)}
+    assert rows["all"]["n"] == at.size and rows["all"]["acc"] == pytest.approx(at.mean())
+    assert rows["at"]["acc"] == 1.0 and rows["at"]["n"] == at.sum()
+    others = [r for name, r in rows.items() if name in engine.TECHNIQUES and name != "at"]
+    assert others and all(r["acc"] == 0.0 for r in others)
+    assert sum(rows[t]["n"] for t in engine.TECHNIQUES if t in rows) == at.size
+    early = p.order <= 2
+    assert rows["solver steps 0-2"]["acc"] == pytest.approx(at[early].mean())
+    assert "| at | " in ev.format_cell_accuracy(list(rows.values()))
+
+
 def test_training_lowers_the_loss(tmp_path):
     r = train(ZebraTrainConfig(preset="tiny", houses=3, attributes=3, steps=60, batch_size=32, lr=3e-3,
                                warmup_steps=5, eval_every=0, save_every=0, log_every=1, threads=1,

@@ -38,10 +38,13 @@ def cmd_eval(args) -> int:
         check_writable(option, getattr(args, option[2:]))
     tc.apply_threads(args)
     model, task, cfg = tc.load_checkpoint(args, load)
-    puzzles = data.test_set(args.n, task).tokens
-    rows = ev.evaluate(model.eval(), task, puzzles, strategies=args.strategies, k=args.k, threshold=args.threshold,
+    test = data.test_set(args.n, task)
+    rows = ev.evaluate(model.eval(), task, test.tokens, strategies=args.strategies, k=args.k, threshold=args.threshold,
                        temperature=args.temperature, seed=args.seed, batch_size=args.batch_size, progress=True)
-    text = f"Zebra ({task.describe()}), {args.n} test puzzles, every cell masked\n\n{ev.format_table(rows, task)}"
+    cells = ev.cell_accuracy(model, task, test, batch_size=args.batch_size)
+    text = (f"Zebra ({task.describe()}), {args.n} test puzzles, every cell masked\n\n{ev.format_table(rows, task)}"
+            f"\n\nOne model call, by the technique the native solver placed each cell with:\n\n"
+            f"{ev.format_cell_accuracy(cells)}")
     print(text)
     if args.markdown:
         write_text_output(args.markdown, text + f"\n\nCommand: `{environment(args)['command']}`\n")
@@ -52,7 +55,8 @@ def cmd_eval(args) -> int:
         write_text_output(args.json, json.dumps({"task": {"houses": task.houses, "attributes": task.attributes,
                                                           "max_clues": task.max_clues, "logic_only": task.logic_only},
                                                  "checkpoint": str(args.checkpoint), "trained": cfg.get("trained"),
-                                                 "rows": rows, **environment(args)}, indent=1) + "\n")
+                                                 "rows": rows, "cell_accuracy": cells,
+                                                 **environment(args)}, indent=1) + "\n")
     return 0
 
 

@@ -58,3 +58,40 @@ def plot(rows: list[dict], path, title: str = "") -> None:
     """Bar chart of the puzzles solved per order, with 95% intervals."""
     plot_orders(rows, "puzzle_acc", path, ylabel="puzzles solved (%)",
                 title=title or "Zebra: puzzles solved by decoding order")
+
+
+@torch.no_grad()
+def cell_accuracy(model, task: engine.Task, puzzles: engine.Puzzles, batch_size=256) -> list[dict]:
+    """One model call on every test puzzle with all cells masked: the share of cells whose most likely value is
+    right, grouped by the technique the native solver's ordered solve placed the cell with (a clue relation
+    such as ``at``, ``exclusion``/``onlyplace`` for all-different, ``guess``), and the same for the cells the
+    solver placed first (step 0 to 2) and last. A clue that names a cell outright (``at``) is a lookup; the
+    others need the cell's clue combined with what is already known, so they show which deductions the model
+    makes in one call."""
+    device = next(model.parameters()).device
+    inputs = mask_cells(puzzles.tokens, task)
+    right = []
+    for a in range(0, len(inputs), batch_size):
+        x = inputs[a:a + batch_size].to(device)
+        pred = model(x)[:, task.cell_positions].argmax(-1).cpu()
+        right.append(pred == torch.as_tensor(puzzles.tokens[a:a + batch_size, task.cell_positions]).long())
+    right = torch.cat(right).numpy() if right else np.zeros((0, task.cells), bool)
+    technique, order = np.asarray(puzzles.technique), np.asarray(puzzles.order)
+    rows = [{"cells": "all", "n": int(right.size), "acc": float(right.mean()) if right.size else None}]
+    for t, name in enumerate(engine.TECHNIQUES):
+        sel = technique == t
+        if sel.any():
+            rows.append({"cells": name, "n": int(sel.sum()), "acc": float(right[sel].mean())})
+    last = order.max(axis=1, keepdims=True) if len(order) else order
+    for name, sel in (("solver steps 0-2", order <= 2), ("solver's last step", order == last)):
+        if sel.any():
+            rows.append({"cells": name, "n": int(sel.sum()), "acc": float(right[sel].mean())})
+    return rows
+
+
+def format_cell_accuracy(rows: list[dict]) -> str:
+    lines = ["| cells placed by | cells | right after one call, all cells masked |", "|---|---|---|"]
+    for r in rows:
+        acc = "-" if r["acc"] is None else f"{100 * r['acc']:.1f}%"
+        lines.append(f"| {r['cells']} | {r['n']:,} | {acc} |")
+    return "\n".join(lines)
