@@ -24,7 +24,8 @@ def read_history(run: Path) -> list[dict]:
     for line in path.read_text().splitlines():
         if line.strip():
             row = json.loads(line)
-            points[int(row["step"])] = row    # a resumed run logs again from its checkpoint: keep the latest
+            if "loss_ema" in row:   # evaluations are logged on lines of their own
+                points[int(row["step"])] = row    # a resumed run logs again from its checkpoint: keep the latest
     return [points[s] for s in sorted(points)]
 
 
