@@ -8,6 +8,7 @@ import torch
 from cli_helpers import failing
 
 from fastmdm.cli import main
+from fastmdm.engine import Trace
 from fastmdm.nae import engine
 from fastmdm.nae import evaluate as ev
 from fastmdm.nae.data import TEST_SEED
@@ -109,9 +110,27 @@ def test_infilling_keeps_what_is_given_and_the_exact_posterior_completes_it_cons
     assert torch.equal(tr.tokens[visible], start[visible]) and (tr.order[visible] == -1).all()
     (r,) = ev.evaluate(PosteriorOracle(TASK), TASK, 30, strategies=[strategy], seed=2, given=0.5)
     assert r["consistent"] == 1.0 and r["decoded_observation_acc"] == 1.0 and r["given"] == 0.5
+    assert 0.0 <= r["decoded_latent_match"] <= 1.0 and 0.0 <= r["decoded_observation_match"] <= 1.0
     assert r["calls_per_sequence"] < TASK.length
     with pytest.raises(ValueError, match="given"):
         ev.starting_rows(TASK, 2, given=1.0)
+
+
+def test_infill_rows_give_the_share_of_decoded_latents_and_observations_equal_to_the_test_sequences():
+    truth = torch.from_numpy(engine.generate(4, TASK, TEST_SEED)).long()
+    order = torch.full(truth.shape, -1)
+    order[:, :4] = torch.arange(4)                  # rows decode latents 0-3 ...
+    order[:, TASK.latents:TASK.latents + 5] = torch.arange(4, 9)   # ... and observations 0-4
+    tokens = truth.clone()
+    tokens[:2, 0] = 1 - tokens[:2, 0]              # 2 of 16 decoded latents differ from the test sequences
+    tokens[0, TASK.latents] = 1 - tokens[0, TASK.latents]   # 1 of 20 decoded observations does
+    r = ev.summarize(Trace(tokens, order, 9), TASK, "margin", truth.numpy())
+    assert r["decoded_latent_match"] == pytest.approx(14 / 16)
+    assert r["decoded_observation_match"] == pytest.approx(19 / 20)
+    assert "decoded_latent_match" not in ev.summarize(Trace(tokens, order, 9), TASK, "margin")
+    table = ev.format_table([r], TASK)
+    assert "decoded latents = test's" in table and "87.50%" in table and "95.00%" in table
+    assert "decoded latents = test's" not in ev.format_table([ev.summarize(Trace(tokens, order, 9), TASK, "m")], TASK)
 
 
 def test_always_writing_one_scores_about_three_quarters_and_random_order_spreads_the_latents():

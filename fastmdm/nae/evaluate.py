@@ -58,8 +58,11 @@ def generate_samples(model, task: engine.Task, n: int, *, strategy="margin", k=N
                           desc=f"nae {strategy}")
 
 
-def summarize(trace, task: engine.Task, strategy: str) -> dict:
-    """One table row from a decoding trace (given positions have order -1 and count as filled first)."""
+def summarize(trace, task: engine.Task, strategy: str, truth=None) -> dict:
+    """One table row from a decoding trace (given positions have order -1 and count as filled first). With the
+    sequences infilling started from (`truth`, [n, N+P]), the row also gives the share of decoded latents and of
+    decoded observations equal to them: the per-token-type view. A latent that what was visible does not
+    determine can differ from `truth` in a consistent answer, so these are lower bounds on what is right."""
     tokens = trace.tokens.numpy()
     n = len(tokens)
     r = engine.check(tokens, task)
@@ -76,8 +79,14 @@ def summarize(trace, task: engine.Task, strategy: str) -> dict:
     lat_rank = (lat / np.maximum(decoded.sum(axis=1, keepdims=True), 1))[lat_dec]
     obs_ok = r.ok_tokens[:, task.observation_positions]
     obs_decoded = decoded[:, task.observation_positions]
+    match = {}
+    if truth is not None:
+        same = tokens == np.asarray(truth)
+        for name, pos in (("latent", task.latent_positions), ("observation", task.observation_positions)):
+            dec = decoded[:, pos]
+            match[f"decoded_{name}_match"] = float(same[:, pos][dec].mean()) if dec.any() else None
     return {
-        "strategy": strategy, "n": n,
+        "strategy": strategy, "n": n, **match,
         "observation_acc": float(r.observation_accuracy.mean()) if n else 0.0,
         "observation_acc_ci95": list(mean_interval(r.observation_accuracy)),
         "decoded_observation_acc": float(obs_ok[obs_decoded].mean()) if obs_decoded.any() else None,
@@ -95,10 +104,11 @@ def evaluate(model, task: engine.Task, n: int, *, strategies=DEFAULT_STRATEGIES,
              temperature=1.0, seed=0, batch_size=256, progress=False, given=0.0) -> list[dict]:
     """One row per strategy (`summarize`'s fields), each from the same `n` starting rows and seed."""
     rows = []
+    truth = engine.generate(n, task, TEST_SEED) if given > 0 else None
     for s in strategies:
         tr = generate_samples(model, task, n, strategy=s, k=k, threshold=threshold, temperature=temperature,
                               seed=seed, batch_size=batch_size, progress=progress, given=given)
-        rows.append({**summarize(tr, task, s), "k": k or 1, "threshold": threshold, "temperature": temperature,
+        rows.append({**summarize(tr, task, s, truth), "k": k or 1, "threshold": threshold, "temperature": temperature,
                      "given": given})
     return rows
 
@@ -139,33 +149,36 @@ def token_accuracy(model, task: engine.Task, n: int = 1000, rates=(0.1, 0.3, 0.5
     return rows
 
 
+def _pct(v, digits: int = 2) -> str:
+    return "-" if v is None else f"{100 * v:.{digits}f}%"
+
+
 def format_table(rows: list[dict], task: engine.Task) -> str:
     """A markdown table of `evaluate`'s rows."""
+    infill = any(r.get("decoded_latent_match") is not None for r in rows)
+    extra = " decoded latents = test's | decoded observations = test's |" if infill else ""
     head = ("| order | observation accuracy (95% CI) | decoded observations right | decoded observations = 1 | "
             f"consistent sequences (95% CI) | latents among the first {task.latents} filled | mean latent step / L "
-            "| calls |\n|---|---|---|---|---|---|---|---|")
+            f"| calls |{extra}\n|---|---|---|---|---|---|---|---|{'---|---|' if infill else ''}")
     lines = [head]
     for r in rows:
         lo, hi = r["observation_acc_ci95"]
         clo, chi = r["consistent_ci95"]
-        dec, ones = r.get("decoded_observation_acc"), r.get("decoded_observation_ones")
         lines.append(f"| {r['strategy']} | {100 * r['observation_acc']:.2f}% ({100 * lo:.2f}-{100 * hi:.2f}) | "
-                     f"{'-' if dec is None else f'{100 * dec:.2f}%'} | "
-                     f"{'-' if ones is None else f'{100 * ones:.1f}%'} | "
+                     f"{_pct(r.get('decoded_observation_acc'))} | {_pct(r.get('decoded_observation_ones'), 1)} | "
                      f"{100 * r['consistent']:.1f}% ({100 * clo:.1f}-{100 * chi:.1f}) | "
-                     f"{100 * r['latents_first']:.1f}% | {r['latent_rank']:.3f} | {r['calls_per_sequence']:.1f} |")
+                     f"{100 * r['latents_first']:.1f}% | {r['latent_rank']:.3f} | {r['calls_per_sequence']:.1f} |"
+                     + (f" {_pct(r.get('decoded_latent_match'))} | {_pct(r.get('decoded_observation_match'))} |"
+                        if infill else ""))
     return "\n".join(lines)
 
 
 def format_token_table(rows: list[dict]) -> str:
     lines = ["| masking rate | masked latents right | masked observations right | of them, with the clause "
              "visible |", "|---|---|---|---|"]
-
-    def pct(v):
-        return "-" if v is None else f"{100 * v:.1f}%"
     for r in rows:
-        lines.append(f"| {r['rate']:g} | {pct(r['latent_acc'])} | {pct(r['observation_acc'])} | "
-                     f"{pct(r['observation_determined_acc'])} |")
+        lines.append(f"| {r['rate']:g} | {_pct(r['latent_acc'], 1)} | {_pct(r['observation_acc'], 1)} | "
+                     f"{_pct(r['observation_determined_acc'], 1)} |")
     return "\n".join(lines)
 
 
