@@ -262,16 +262,35 @@ def test_compare_puts_mdm_orders_and_arm_rows_in_one_table(tmp_path, capsys):
     out = tmp_path / "c.json"
     assert main(["sudoku", "compare", "--checkpoints", f"{mdm},{armd}", "--split", "standard", "--n", "3",
                  "--strategies", "margin,random", "--threads", "1", "--json", str(out), "--md",
-                 str(tmp_path / "c.md"), "--plot", str(tmp_path / "c.png")]) == 0
+                 str(tmp_path / "c.md"), "--plot", str(tmp_path / "c.png"), "--arm-cells-given"]) == 0
     table = capsys.readouterr().out
     rows = json.loads(out.read_text())["rows"]
     assert [(r["arch"], r["decoding"]) for r in rows] == [("mdm", "margin"), ("mdm", "random"),
-                                                          ("arm-rowmajor", "arm-rowmajor")]
+                                                          ("arm-rowmajor", "arm-rowmajor"),
+                                                          ("arm-rowmajor", "arm-rowmajor, cells given")]
     assert rows[2]["samples"] == 12 and rows[2]["steps"] == 3
+    # a row-major ARM's own cells are its training order: giving them changes nothing
+    for key in ("solved", "cell_acc", "calls_per_puzzle"):
+        assert rows[3]["splits"]["standard"][key] == rows[2]["splits"]["standard"][key]
     assert all(r["splits"]["standard"]["n"] == 3 for r in rows)
     assert "ARM, rowmajor order" in table and (tmp_path / "c.png").stat().st_size > 0
     err = failing(["sudoku", "compare", "--checkpoints", str(tmp_path / "nope"), "--n", "2"], capsys, 1)
     assert "no such checkpoint" in err
+
+
+def test_cells_given_evaluation_scores_the_digits_written_in_the_solvers_order(engine_puzzles):
+    from fastmdm.sudoku.evaluate import evaluate_arm
+    model = tiny_arm("solver", seed=8)
+    model.arm_order = "solver"
+    p, s = (torch.as_tensor(engine_puzzles[k][:5]).long() for k in ("puzzles", "solutions"))
+    r = evaluate_arm(model, p, s, cells_given=True, batch_size=2)
+    ranks = torch.as_tensor(arm.fill_orders(p.numpy(), s.numpy(), "solver")).long()
+    with torch.no_grad():
+        a, _ = arm.decode_arm(model, p, "solver", ranks=ranks)
+    blank = p == 0
+    assert r["strategy"] == "arm-solver, cells given" and r["n"] == 5
+    assert r["cell_acc"] == pytest.approx(float(((a == s) & blank).sum()) / float(blank.sum()))
+    assert r["calls_per_puzzle"] == pytest.approx(float(blank.sum()) / 5)   # one call per blank: the digit
 
 
 def test_cell_and_digit_tokens_get_the_unit_vector_of_the_cell_they_write(engine_puzzles):
@@ -302,6 +321,27 @@ def test_decode_order_is_the_step_each_blank_was_written(engine_puzzles):
     for b in range(3):
         n = int((p[b] == 0).sum())
         assert sorted(w[b][p[b] == 0].tolist()) == list(range(n))
+
+
+def test_decoding_in_given_ranks_writes_the_blanks_in_that_order_with_the_models_digits(engine_puzzles):
+    model = tiny_arm("solver", seed=7)
+    p = torch.as_tensor(engine_puzzles["puzzles"][:3]).long()
+    ranks = torch.as_tensor(arm.fill_orders(engine_puzzles["puzzles"][:3], engine_puzzles["solutions"][:3],
+                                            "solver")).long()
+    with torch.no_grad():
+        a, calls, w = arm.decode_arm(model, p, "solver", return_order=True, ranks=ranks)
+        assert torch.equal(w, ranks) and torch.equal(a[p != 0], p[p != 0]) and calls == int((p == 0).sum(1).max())
+        for b in range(3):  # the digits: a full forward per call on the forced cells
+            x = torch.cat([p[b], torch.tensor([arm.SEP])])[None]
+            for c in ranks[b].argsort()[int((ranks[b] < 0).sum()):].tolist():
+                x = torch.cat([x, torch.tensor([[arm.CELL0 + c]])], 1)
+                digit = int(model(x)[0, -1, 1:10].argmax()) + 1
+                assert int(a[b, c]) == digit
+                x = torch.cat([x, torch.tensor([[digit]])], 1)
+    bad = ranks.clone()
+    bad[0, bad[0].argmax()] = 0            # two blanks at rank 0
+    with pytest.raises(ValueError, match="ranks"):
+        arm.decode_arm(model, p, "solver", ranks=bad)
 
 
 def test_analyze_reports_an_arms_picks_beside_the_mdms(tmp_path, capsys):

@@ -198,10 +198,13 @@ def _last_logits(model, seqs, cache):
 
 
 @torch.no_grad()
-def decode_arm(model, puzzles: torch.Tensor, order: str, *, on_call=None, return_order: bool = False):
+def decode_arm(model, puzzles: torch.Tensor, order: str, *, on_call=None, return_order: bool = False,
+               ranks: torch.Tensor | None = None):
     """(answers [B, 81], model calls) for puzzles [B, 81] (0 = blank), greedy; see the module docstring.
     `on_call()`: called after each model call (progress bars). `return_order`: also the step at which each
-    cell was written [B, 81] (-1 for clues), as `fastmdm.engine.Trace.order` gives it for an MDM."""
+    cell was written [B, 81] (-1 for clues), as `fastmdm.engine.Trace.order` gives it for an MDM.
+    `ranks` ([B, 81], `fill_orders`' format): write the blanks in this order instead of choosing them, the model
+    giving only the digits (a diagnostic that separates where an ARM writes from what it writes)."""
     check_order(order)
     if not is_arm(model):
         raise ValueError("model: not a Sudoku ARM (a causal Transformer with positions='sudoku-arm'); MDMs decode "
@@ -216,9 +219,18 @@ def decode_arm(model, puzzles: torch.Tensor, order: str, *, on_call=None, return
     calls = 0
     cache = AppendCache()
     written_at = torch.full_like(grid, -1)
+    if ranks is not None:
+        ranks = torch.as_tensor(ranks, device=dev).long()
+        slot = torch.arange(CELLS, device=dev)
+        if ranks.shape != grid.shape or not torch.equal(ranks >= 0, todo) or not torch.equal(
+                torch.where(todo, ranks, CELLS).sort(1).values, torch.where(slot < left[:, None], slot, CELLS)):
+            raise ValueError("ranks: not an order of the puzzles' blanks (want 0 .. blanks - 1 on the blanks and "
+                             "-1 on the clues, as fill_orders gives)")
     for t in range(int(left.max()) if B else 0):
         active = left > 0
-        if order == "rowmajor":
+        if ranks is not None:
+            cell = (ranks == t).long().argmax(1)  # rows with fewer blanks are inactive by now
+        elif order == "rowmajor":
             cell = torch.where(todo, torch.arange(CELLS, device=dev), CELLS).argmin(1)  # first open blank
         else:
             logits = _last_logits(model, seqs, cache)[:, CELL0:CELL0 + CELLS]
@@ -255,14 +267,17 @@ def arm_order_of(model) -> str:
 
 
 @torch.no_grad()
-def answer_arm(model, puzzles, *, batch_size: int = 256, progress: bool = False, desc: str = "solve"):
-    """(answers int8 [N, 81], valid bool [N], mean model calls per batch) of an ARM for puzzles [N, 81]."""
+def answer_arm(model, puzzles, *, batch_size: int = 256, progress: bool = False, desc: str = "solve", ranks=None):
+    """(answers int8 [N, 81], valid bool [N], mean model calls per batch) of an ARM for puzzles [N, 81].
+    `ranks` [N, 81] (`fill_orders`' format): write the blanks in that order, the model giving only the digits."""
     from tqdm import tqdm  # noqa: PLC0415
 
     from fastmdm.sudoku.grids import valid_solutions  # noqa: PLC0415
     order = arm_order_of(model)
     puzzles = torch.as_tensor(np.asarray(puzzles)).long() if not isinstance(puzzles, torch.Tensor) else puzzles.long()
-    per_blank = 1 if order == "rowmajor" else 2
+    per_blank = 1 if order == "rowmajor" or ranks is not None else 2
+    if ranks is not None:
+        ranks = torch.as_tensor(np.asarray(ranks)).long()
     total = sum(per_blank * int((puzzles[i:i + batch_size] == 0).sum(1).max())
                 for i in range(0, len(puzzles), batch_size))
     answers, valid, calls = [], [], []
@@ -271,7 +286,8 @@ def answer_arm(model, puzzles, *, batch_size: int = 256, progress: bool = False,
     with tqdm(total=total, desc=f"{desc} arm-{order}", unit="call", disable=not progress, leave=False) as bar:
         for i in range(0, len(puzzles), batch_size):
             p = puzzles[i:i + batch_size]
-            a, c = decode_arm(model, p, order, on_call=lambda: bar.update(1))
+            a, c = decode_arm(model, p, order, on_call=lambda: bar.update(1),
+                              ranks=None if ranks is None else ranks[i:i + batch_size])
             a = a.cpu()
             answers.append(a.to(torch.int8).numpy())
             valid.append(valid_solutions(p, a).numpy())

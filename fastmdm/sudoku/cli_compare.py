@@ -39,7 +39,8 @@ def cmd_compare(args) -> int:
     try:
         with common.model_failures():
             rows = compare.compare(checkpoints, sets, strategies=args.strategies, batch_size=args.batch_size,
-                                   device=args.device, progress=True, log=lambda m: print(m, file=sys.stderr))
+                                   device=args.device, progress=True, log=lambda m: print(m, file=sys.stderr),
+                                   arm_cells_given=args.arm_cells_given)
     except (FileNotFoundError, CheckpointError) as e:
         raise CommandError(f"--checkpoints: {e}") from e
     table = compare.format_markdown(rows)
@@ -77,6 +78,9 @@ def register(sudoku_sub, top_sub=None) -> None:
     p.add_argument("--json", default=None, metavar="PATH", help="write the rows as JSON")
     p.add_argument("--md", default=None, metavar="PATH", help="write the markdown table")
     p.add_argument("--plot", default=None, metavar="PNG", help="write a bar chart with the 95%% intervals")
+    p.add_argument("--arm-cells-given", action="store_true",
+                   help="each ARM also gets a row with the blanks written in its training order and only the digits "
+                        "its own (where it writes apart from what)")
     p.add_argument("--cache-dir", default=None, help="where generated test sets are cached (default: not cached)")
     p.add_argument("--batch-size", type=positive_int, default=256, help="puzzles per model call")
     p.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:N or mps")

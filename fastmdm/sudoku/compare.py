@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastmdm.sudoku.evaluate import DEFAULT_STRATEGIES, evaluate
+import torch
+
+from fastmdm.sudoku.evaluate import DEFAULT_STRATEGIES, evaluate, evaluate_arm
 
 SHIPPED = "shipped"
 
@@ -25,10 +27,11 @@ def training_record(config: dict) -> dict:
 
 
 def compare(checkpoints, sets: dict, *, strategies=DEFAULT_STRATEGIES, batch_size: int = 256, device="cpu",
-            progress: bool = False, log=None) -> list[dict]:
+            progress: bool = False, log=None, arm_cells_given: bool = False) -> list[dict]:
     """One row per (checkpoint, decoding): {"checkpoint", "arch", "decoding", training record..., "splits":
     {split: evaluate's row + "ci95"}}. `checkpoints`: directories, or "shipped" for the shipped MDM; `sets`:
-    {split name: {"puzzles", "solutions"}}."""
+    {split name: {"puzzles", "solutions"}}. `arm_cells_given`: each ARM also gets a row decoded with the blanks
+    written in its training order, the model giving only the digits (`evaluate_arm(cells_given=True)`)."""
     from fastmdm.sudoku import model as smodel  # noqa: PLC0415  (torch models load on use)
     from fastmdm.sudoku.arm import is_arm  # noqa: PLC0415
     rows = []
@@ -41,6 +44,11 @@ def compare(checkpoints, sets: dict, *, strategies=DEFAULT_STRATEGIES, batch_siz
         per_split = {name: evaluate(model, d["puzzles"], d["solutions"], strategies=strategies,
                                     batch_size=batch_size, progress=progress)
                      for name, d in sets.items()}
+        if arm_cells_given and arch != "mdm":
+            for name, d in sets.items():
+                per_split[name].append(evaluate_arm(model, torch.as_tensor(d["puzzles"]).long(),
+                                                    torch.as_tensor(d["solutions"]).long(), batch_size=batch_size,
+                                                    progress=progress, cells_given=True))
         decodings = [r["strategy"] for r in next(iter(per_split.values()))]
         for dec in decodings:
             splits = {}
@@ -81,8 +89,9 @@ def plot(rows: list[dict], path) -> None:
     except ImportError as e:
         raise RuntimeError("--plot needs matplotlib: pip install 'fastmdm[plot]'") from e
     splits = list(rows[0]["splits"])
-    labels = [("MDM " if r["arch"] == "mdm" else "ARM ") + (r["decoding"] if r["arch"] == "mdm" else
-                                                          r["arch"].removeprefix("arm-") + " order") for r in rows]
+    labels = [("MDM " + r["decoding"]) if r["arch"] == "mdm" else
+              "ARM " + r["decoding"].removeprefix("arm-").replace(",", " order,", 1) if "," in r["decoding"] else
+              "ARM " + r["decoding"].removeprefix("arm-") + " order" for r in rows]
     fig, ax = plt.subplots(figsize=(1.8 + 1.2 * len(rows), 3.8))
     w = 0.8 / len(splits)
     for j, s in enumerate(splits):

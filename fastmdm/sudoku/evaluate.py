@@ -403,14 +403,20 @@ def plot_calls(sweep: list[tuple[dict, dict[str, list[dict]]]], path) -> None:
     plt.close(fig)
 
 
-def evaluate_arm(model, puzzles, solutions, *, batch_size=256, progress=False, rank=0, world_size=1) -> dict:
-    """`evaluate`'s row for an autoregressive baseline (`fastmdm.sudoku.arm`)."""
+def evaluate_arm(model, puzzles, solutions, *, batch_size=256, progress=False, rank=0, world_size=1,
+                 cells_given: bool = False) -> dict:
+    """`evaluate`'s row for an autoregressive baseline (`fastmdm.sudoku.arm`). `cells_given`: the blanks are
+    written in the ARM's training order (`arm.fill_orders`) and the model gives only the digits, a diagnostic
+    of what it writes apart from where (row "arm-<order>, cells given")."""
+    from fastmdm.sudoku.arm import fill_orders  # noqa: PLC0415
     puzzles, solutions = puzzles[rank::world_size], solutions[rank::world_size]
+    order = arm_order_of(model)
     t0 = time.perf_counter()
-    ans, valid, nfe = answer_arm(model, puzzles, batch_size=batch_size, progress=progress, desc="eval")
+    ranks = fill_orders(puzzles.cpu().numpy(), solutions.cpu().numpy(), order) if cells_given else None
+    ans, valid, nfe = answer_arm(model, puzzles, batch_size=batch_size, progress=progress, desc="eval", ranks=ranks)
     ans = torch.as_tensor(ans).long()
     blank = puzzles == MASK_ID
-    per_blank = 1 if arm_order_of(model) == "rowmajor" else 2  # calls per written cell
+    per_blank = 1 if order == "rowmajor" or cells_given else 2  # calls per written cell
     batches = math.ceil(len(puzzles) / batch_size)
     counts = torch.tensor([float(valid.sum()), float(((ans == solutions) & blank).sum()), float(blank.sum()),
                            nfe * batches, batches, puzzles.shape[0], per_blank * float(blank.sum())],
@@ -419,7 +425,7 @@ def evaluate_arm(model, puzzles, solutions, *, batch_size=256, progress=False, r
         import torch.distributed as dist  # noqa: PLC0415
         dist.all_reduce(counts)
     solved, cells_ok, cells, nfe, batches, n, puzzle_calls = counts.tolist()
-    return {"strategy": f"arm-{arm_order_of(model)}", "n": int(n), "solved": int(solved),
+    return {"strategy": f"arm-{order}" + (", cells given" if cells_given else ""), "n": int(n), "solved": int(solved),
             "puzzle_acc": solved / max(n, 1), "puzzle_acc_ci95": wilson_interval(int(solved), int(n)),
             "cell_acc": cells_ok / max(cells, 1), "nfe": nfe / max(batches, 1),
             "calls_per_puzzle": puzzle_calls / max(n, 1), "seconds": time.perf_counter() - t0}
