@@ -145,6 +145,21 @@ def test_teacher_forcing_loss_trains_down(engine_puzzles):
     assert float(loss.detach()) < 0.8 * first
 
 
+def test_teacher_forced_cross_entropies_agree_with_the_training_loss(engine_puzzles):
+    model = tiny_arm("solver", seed=9)
+    model.arm_order = "solver"
+    p, s = engine_puzzles["puzzles"][:6], engine_puzzles["solutions"][:6]
+    r = arm.teacher_forced(model, p, s, batch_size=4)   # two batches
+    seqs = arm.sequences(*(torch.as_tensor(x).long() for x in (p, s, arm.fill_orders(p, s, "solver"))))
+    blanks = int((torch.as_tensor(p) == 0).sum())
+    with torch.no_grad():
+        digits_only = float(arm.arm_loss(model, seqs, cell_weight=0.0))
+        both = float(arm.arm_loss(model, seqs, cell_weight=1.0))
+    assert r["digit_ce"] == pytest.approx(digits_only, rel=1e-5)
+    assert (r["digit_ce"] + r["cell_ce"]) / 2 == pytest.approx(both, rel=1e-5)   # one cell and one digit per blank
+    assert 0.0 <= r["digit_acc"] <= 1.0 and 0.0 <= r["cell_acc"] <= 1.0 and blanks > 0
+
+
 # ---------------------------------------------------------------- decoding
 def naive_decode(model, puzzles, order):
     """decode_arm's rule with a full forward per call (no cache)."""

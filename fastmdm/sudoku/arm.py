@@ -157,6 +157,33 @@ def arm_loss(model, seqs: torch.Tensor, cell_weight: float | torch.Tensor = 1.0)
     return (ce * weight).sum() / weight.sum().clamp_min(1e-12)
 
 
+@torch.no_grad()
+def teacher_forced(model, puzzles, solutions, batch_size: int = 256) -> dict:
+    """How well an ARM predicts the next token of its own training sequences (the puzzles' blanks in its order):
+    {"digit_acc", "digit_ce", "cell_acc", "cell_ce"}, argmax accuracy and mean cross-entropy (nats) over the digit
+    tokens and over the cell tokens (a row-major ARM's cells are given at decoding, so only its digits matter)."""
+    puzzles, solutions = np.asarray(puzzles), np.asarray(solutions)
+    ranks = fill_orders(puzzles, solutions, arm_order_of(model))
+    dev = next(model.parameters()).device
+    sums = {"digit": [0.0, 0.0, 0], "cell": [0.0, 0.0, 0]}
+    for a in range(0, len(puzzles), batch_size):
+        seqs = sequences(*(torch.as_tensor(x[a:a + batch_size]).long() for x in (puzzles, solutions, ranks))).to(dev)
+        logits = model(seqs[:, :-1]).float()
+        target = seqs[:, 1:]
+        slot = torch.arange(1, seqs.shape[1], device=dev) - CELLS   # targets[:, i] is token i + 1
+        valid = (slot > 0) & (target != SEP)
+        ce = F.cross_entropy(logits.transpose(1, 2), target, reduction="none")
+        right = logits.argmax(-1) == target
+        for name, where in (("cell", valid & (slot % 2 == 1)), ("digit", valid & (slot % 2 == 0))):
+            sums[name][0] += float(right[where].sum())
+            sums[name][1] += float(ce[where].sum())
+            sums[name][2] += int(where.sum())
+    out = {}
+    for name, (hits, ce, n) in sums.items():
+        out[f"{name}_acc"], out[f"{name}_ce"] = (hits / n, ce / n) if n else (None, None)
+    return out
+
+
 class ARMObjective(nn.Module):
     """model + loss in one forward (for DDP, as the MDM's objective); batches are (seqs,) or (seqs, cell
     weight)."""
