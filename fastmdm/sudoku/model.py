@@ -24,6 +24,8 @@ PRECISIONS = ("fp32", "bf16", "auto")
 
 #: the checkpoint shipped in the package (trained by `fastmdm sudoku train`; see its MODEL_CARD.md)
 SHIPPED_CHECKPOINT = Path(__file__).parent / "checkpoints" / "sudoku-mdm"
+#: the autoregressive baseline in the solver's order (`--arch arm-solver`; see checkpoints/ARM_CARD.md)
+SHIPPED_ARM_CHECKPOINT = Path(__file__).parent / "checkpoints" / "arm-solver"
 
 
 def preset(name: str, **overrides) -> TransformerConfig:

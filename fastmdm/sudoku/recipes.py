@@ -6,7 +6,7 @@ run 2's. Each stage lists only what differs from `TrainConfig`'s defaults. Paths
 directory (`out` and `cache_dir` under it; `init_from` names an earlier stage's `out`).
 
 `arm-solver` and `arm-rowmajor` are the autoregressive baselines' runs (results: benchmarks/results/sudoku_compare.md;
-no ARM checkpoint is shipped yet).
+`arm-solver` is the run behind the shipped checkpoints/arm-solver, checkpoints/ARM_CARD.md).
 
 `paper-gpu` is the one-GPU run of the `paper` preset that gpu_recipe.sh starts.
 
@@ -61,7 +61,7 @@ RECIPES: dict[str, tuple[Stage, ...]] = {
     # first, and the row-major one (whose cells are given at decoding) on digits only.
     "arm-solver": (
         Stage("arm-solver", "ARM, solver order, on one thread: digits alone for 400 steps, then cells too",
-              {**_SHIPPED_COMMON, "arch": "arm-solver", "minutes": 100.0, "lr": 1e-3, "eval_every": 500,
+              {**_SHIPPED_COMMON, "arch": "arm-solver", "minutes": 115.0, "lr": 1e-3, "eval_every": 1000,
                "eval_n": 100, "threads": 1, "arm_digits_first": 400, "cache_dir": "data", "out": "arm-solver"}),
     ),
     "arm-rowmajor": (
