@@ -139,21 +139,24 @@ def sequences(puzzles: torch.Tensor, solutions: torch.Tensor, ranks: torch.Tenso
     return torch.cat([puzzles, sep, pairs.reshape(B, 2 * n)], 1)
 
 
+def _next_token_ce(model, seqs: torch.Tensor):
+    """Teacher forcing on `seqs`: (logits, targets, per-token cross-entropy, cell mask, digit mask), all [B, T - 1];
+    targets[:, i] is token i + 1, and the masks mark the predicted cell and digit tokens (after the separator,
+    padding excluded)."""
+    logits = model(seqs[:, :-1]).float()
+    targets = seqs[:, 1:]
+    ce = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+    slot = torch.arange(1, seqs.shape[1], device=seqs.device) - CELLS   # 0: the separator; cells at odd slots
+    valid = (slot > 0) & (targets != SEP)                                # SEP also pads rows with fewer blanks
+    return logits, targets, ce, valid & (slot % 2 == 1), valid & (slot % 2 == 0)
+
+
 def arm_loss(model, seqs: torch.Tensor, cell_weight: float | torch.Tensor = 1.0) -> torch.Tensor:
     """Teacher-forcing loss: cross-entropy of every cell and digit token after the separator, each predicted
     from the tokens before it (padding excluded), averaged with weight `cell_weight` on the cell tokens and 1
     on the digits (1: the plain mean over tokens; 0: the digits alone)."""
-    logits = model(seqs[:, :-1])
-    targets = seqs[:, 1:].clone()
-    targets[:, :CELLS] = -100         # the puzzle and the separator are given, not predicted
-    targets[targets == SEP] = -100    # padding of rows with fewer blanks
-    ce = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100,
-                         reduction="none").view_as(targets)
-    valid = targets != -100
-    # targets[:, i] is token i + 1: cells sit at odd token positions after the separator (82, 84, ...)
-    is_cell = (torch.arange(1, seqs.shape[1], device=seqs.device) - CELLS) % 2 == 1
-    weight = torch.where(is_cell, torch.as_tensor(cell_weight, dtype=ce.dtype, device=ce.device),
-                         torch.ones((), dtype=ce.dtype, device=ce.device)) * valid
+    _, _, ce, is_cell, is_digit = _next_token_ce(model, seqs)
+    weight = is_cell * torch.as_tensor(cell_weight, dtype=ce.dtype, device=ce.device) + is_digit
     return (ce * weight).sum() / weight.sum().clamp_min(1e-12)
 
 
@@ -168,13 +171,9 @@ def teacher_forced(model, puzzles, solutions, batch_size: int = 256) -> dict:
     sums = {"digit": [0.0, 0.0, 0], "cell": [0.0, 0.0, 0]}
     for a in range(0, len(puzzles), batch_size):
         seqs = sequences(*(torch.as_tensor(x[a:a + batch_size]).long() for x in (puzzles, solutions, ranks))).to(dev)
-        logits = model(seqs[:, :-1]).float()
-        target = seqs[:, 1:]
-        slot = torch.arange(1, seqs.shape[1], device=dev) - CELLS   # targets[:, i] is token i + 1
-        valid = (slot > 0) & (target != SEP)
-        ce = F.cross_entropy(logits.transpose(1, 2), target, reduction="none")
-        right = logits.argmax(-1) == target
-        for name, where in (("cell", valid & (slot % 2 == 1)), ("digit", valid & (slot % 2 == 0))):
+        logits, targets, ce, is_cell, is_digit = _next_token_ce(model, seqs)
+        right = logits.argmax(-1) == targets
+        for name, where in (("cell", is_cell), ("digit", is_digit)):
             sums[name][0] += float(right[where].sum())
             sums[name][1] += float(ce[where].sum())
             sums[name][2] += int(where.sum())
@@ -253,10 +252,11 @@ def decode_arm(model, puzzles: torch.Tensor, order: str, *, on_call=None, return
                 torch.where(todo, ranks, CELLS).sort(1).values, torch.where(slot < left[:, None], slot, CELLS)):
             raise ValueError("ranks: not an order of the puzzles' blanks (want 0 .. blanks - 1 on the blanks and "
                              "-1 on the clues, as fill_orders gives)")
+        forced = torch.where(todo, ranks, CELLS).argsort(1)   # forced[:, t]: the cell written at step t
     for t in range(int(left.max()) if B else 0):
         active = left > 0
         if ranks is not None:
-            cell = (ranks == t).long().argmax(1)  # rows with fewer blanks are inactive by now
+            cell = forced[:, t]  # rows with fewer blanks are inactive by now
         elif order == "rowmajor":
             cell = torch.where(todo, torch.arange(CELLS, device=dev), CELLS).argmin(1)  # first open blank
         else:

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
-from fastmdm.sudoku.evaluate import DEFAULT_STRATEGIES, evaluate, evaluate_arm
+from fastmdm.sudoku.evaluate import DEFAULT_STRATEGIES, evaluate
 
 SHIPPED = "shipped"
 
@@ -31,7 +29,7 @@ def compare(checkpoints, sets: dict, *, strategies=DEFAULT_STRATEGIES, batch_siz
     """One row per (checkpoint, decoding): {"checkpoint", "arch", "decoding", training record..., "splits":
     {split: evaluate's row + "ci95"}}. `checkpoints`: directories, or "shipped" for the shipped MDM; `sets`:
     {split name: {"puzzles", "solutions"}}. `arm_cells_given`: each ARM also gets a row decoded with the blanks
-    written in its training order, the model giving only the digits (`evaluate_arm(cells_given=True)`)."""
+    written in its training order, the model giving only the digits (`evaluate(arm_cells_given=True)`)."""
     from fastmdm.sudoku import model as smodel  # noqa: PLC0415  (torch models load on use)
     from fastmdm.sudoku.arm import is_arm  # noqa: PLC0415
     rows = []
@@ -42,13 +40,8 @@ def compare(checkpoints, sets: dict, *, strategies=DEFAULT_STRATEGIES, batch_siz
         if log:
             log(f"compare: {ck} ({arch}, {record['parameters'] or '?'} parameters)")
         per_split = {name: evaluate(model, d["puzzles"], d["solutions"], strategies=strategies,
-                                    batch_size=batch_size, progress=progress)
+                                    batch_size=batch_size, progress=progress, arm_cells_given=arm_cells_given)
                      for name, d in sets.items()}
-        if arm_cells_given and arch != "mdm":
-            for name, d in sets.items():
-                per_split[name].append(evaluate_arm(model, torch.as_tensor(d["puzzles"]).long(),
-                                                    torch.as_tensor(d["solutions"]).long(), batch_size=batch_size,
-                                                    progress=progress, cells_given=True))
         decodings = [r["strategy"] for r in next(iter(per_split.values()))]
         for dec in decodings:
             splits = {}
@@ -89,9 +82,10 @@ def plot(rows: list[dict], path) -> None:
     except ImportError as e:
         raise RuntimeError("--plot needs matplotlib: pip install 'fastmdm[plot]'") from e
     splits = list(rows[0]["splits"])
-    labels = [("MDM " + r["decoding"]) if r["arch"] == "mdm" else
-              "ARM " + r["decoding"].removeprefix("arm-").replace(",", " order,", 1) if "," in r["decoding"] else
-              "ARM " + r["decoding"].removeprefix("arm-") + " order" for r in rows]
+    labels = []
+    for r in rows:  # "arm-solver, cells given" -> "ARM solver order, cells given"
+        name, comma, rest = r["decoding"].removeprefix("arm-").partition(",")
+        labels.append(f"MDM {r['decoding']}" if r["arch"] == "mdm" else f"ARM {name} order{comma}{rest}")
     fig, ax = plt.subplots(figsize=(1.8 + 1.2 * len(rows), 3.8))
     w = 0.8 / len(splits)
     for j, s in enumerate(splits):

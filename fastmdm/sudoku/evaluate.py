@@ -141,12 +141,14 @@ def answer_puzzles(model, puzzles, *, strategy="margin", k=None, steps=None, thr
 
 @torch.no_grad()
 def evaluate(model, puzzles, solutions, *, strategies=DEFAULT_STRATEGIES, k=None, steps=None, threshold=None,
-             score_noise=0.0, batch_size=256, seed=0, progress=False, rank=0, world_size=1) -> list[dict]:
+             score_noise=0.0, batch_size=256, seed=0, progress=False, rank=0, world_size=1,
+             arm_cells_given: bool = False) -> list[dict]:
     """One result row per strategy: {"strategy", "n", "solved", "puzzle_acc", "puzzle_acc_ci95", "cell_acc",
     "nfe", "calls_per_puzzle", "seconds"}.
 
     An autoregressive baseline (`fastmdm.sudoku.arm`) decodes in its own order and gives one row, named
-    "arm-<order>", whatever `strategies` says.
+    "arm-<order>", whatever `strategies` says; with `arm_cells_given` a second row follows, decoded with the
+    blanks written in its training order (`evaluate_arm(cells_given=True)`).
 
     `puzzle_acc`: fraction of puzzles whose answer is a complete valid grid keeping the clues (for the
     engine's unique-solution puzzles that is the reference solution), `puzzle_acc_ci95` its 95% Wilson
@@ -161,7 +163,8 @@ def evaluate(model, puzzles, solutions, *, strategies=DEFAULT_STRATEGIES, k=None
                          f"{tuple(solutions.shape)}")
     if is_arm(model):
         return [evaluate_arm(model, puzzles, solutions, batch_size=batch_size, progress=progress, rank=rank,
-                             world_size=world_size)]
+                             world_size=world_size, cells_given=given)
+                for given in ((False, True) if arm_cells_given else (False,))]
     if isinstance(strategies, str):
         strategies = [s.strip() for s in strategies.split(",") if s.strip()]
     for s in strategies:
