@@ -372,7 +372,55 @@ def test_analyze_reports_an_arms_picks_beside_the_mdms(tmp_path, capsys):
     rep = json.loads((out / "a.json").read_text())
     assert set(rep["splits"]["standard"]["orders"]) == {"margin", "arm-solver"}
     assert rep["splits"]["standard"]["orders"]["arm-solver"]["puzzles"] == 2
+    sub = rep["splits"]["standard"]["arm_subproblems"]["arm-solver"]
+    assert sub["order"] == "solver" and sub["total"]["cells"] == sum(r["cells"] for r in sub["per_class"]) > 0
+    md = (out / "a.md").read_text()
+    assert "| arm-solver, its order |" in md and "its most likely open blank is the grader's next cell" in md
     mdm = tmp_path / "mdm"
     save_model(mdm, sudoku_model("tiny"))
     err = failing(["sudoku", "analyze", "--n", "2", "--arm", str(mdm), "--no-plot", "--out", str(out)], capsys, 1)
     assert "not an autoregressive baseline" in err
+
+
+@pytest.mark.parametrize("order", arm.ORDERS)
+def test_arm_subproblems_equal_a_step_by_step_reference(engine_puzzles, order):
+    from fastmdm.sudoku import analyze as an
+    model = tiny_arm(order, seed=6)
+    puzzles, solutions = engine_puzzles["puzzles"][:3], engine_puzzles["solutions"][:3]
+    got = an.arm_subproblem_errors(model, puzzles, solutions, rates=(0.5, 1.0), batch_size=2, threads=1)
+    ranks = arm.fill_orders(puzzles, solutions, order)
+    n_cls = len(an.CLASS_LABELS)
+    cells, errors, loss = np.zeros(n_cls, int), np.zeros(n_cls, int), np.zeros(n_cls)
+    cell_errors, late = 0, 0
+    with torch.no_grad():
+        for i in range(len(puzzles)):
+            board = puzzles[i].copy()
+            x = torch.cat([torch.as_tensor(puzzles[i]).long(), torch.tensor([arm.SEP])])[None]
+            blanks = int((puzzles[i] == 0).sum())
+            for t in range(blanks):
+                cell = int(np.flatnonzero(ranks[i] == t)[0])
+                cls = int(an._class_index(engine.cell_hardness(board[None], 1)[0, cell]))
+                cell_logits = model(x)[0, -1, arm.CELL0:arm.CELL0 + 81].masked_fill(torch.as_tensor(board != 0),
+                                                                                     -torch.inf)
+                cell_errors += int(cell_logits.argmax()) != cell
+                x = torch.cat([x, torch.tensor([[arm.CELL0 + cell]])], 1)
+                z = model(x)[0, -1]
+                digit = int(solutions[i, cell])
+                cells[cls] += 1
+                errors[cls] += int(z[1:10].argmax()) + 1 != digit
+                loss[cls] += float(F.cross_entropy(z[None], torch.tensor([digit])))
+                late += (blanks - t) / blanks <= 0.5
+                x = torch.cat([x, torch.tensor([[digit]])], 1)
+                board[cell] = digit
+    assert [r["cells"] for r in got["per_class"]] == cells.tolist()
+    assert [r["errors"] for r in got["per_class"]] == errors.tolist()
+    for r, c, s in zip(got["per_class"], cells, loss):
+        if c:
+            assert r["mean_loss"] == pytest.approx(s / c, rel=1e-4)
+    assert got["total"]["cells"] == int((puzzles == 0).sum())
+    assert [r["total"]["cells"] for r in got["per_rate"]] == [late, got["total"]["cells"] - late]
+    assert got["order"] == order
+    if order == "solver":
+        assert got["cells"]["total"]["errors"] == cell_errors
+    else:
+        assert "cells" not in got

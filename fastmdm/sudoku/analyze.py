@@ -14,10 +14,12 @@ Three measurements on test puzzles (`analyze`):
   board with a wrong digit can become contradictory (class "contradictory").
 - **first failures**: for each failed puzzle, the step and the class of its first wrong cell.
 
-The hook for other models: a `Decoder` is any function from puzzles to (answers, fill order); `analyze` takes
-extra ones in `decoders` and reports the same pick and first-failure tables for them (an autoregressive model
-would pass its own order here; the subproblem table is the MDM's). `pick_table` works on any (puzzles,
-solutions, answers, order) directly.
+Autoregressive baselines (`analyze(arms=...)`) get the same pick and first-failure tables, decoded in their own
+order, and their own subproblem table (`arm_subproblem_errors`): teacher forced, as they train, on the boards
+their order presents (the puzzle plus the blanks written before each step), per class and per share of blanks
+still open. The hook for other models: a `Decoder` is any function from puzzles to (answers, fill order);
+`analyze` takes extra ones in `decoders` and reports the pick and first-failure tables for them. `pick_table`
+works on any (puzzles, solutions, answers, order) directly.
 """
 from __future__ import annotations
 
@@ -128,6 +130,63 @@ def subproblem_errors(model, puzzles, solutions, *, rates: Sequence[float] = DEF
             "per_class": _per_class(cls, wrong, loss), "per_rate": per_rate}
 
 
+def _rate_bins(rates: Sequence[float], value: np.ndarray) -> np.ndarray:
+    """Index of the smallest rate >= value (the last rate for values above every rate)."""
+    return np.minimum(np.searchsorted(np.asarray(rates), value - 1e-9), len(rates) - 1)
+
+
+@torch.no_grad()
+def arm_subproblem_errors(model, puzzles, solutions, *, rates: Sequence[float] = DEFAULT_RATES,
+                          batch_size: int = 256, threads: int | None = None, bar=None) -> dict:
+    """The subproblem table of an autoregressive baseline (`fastmdm.sudoku.arm`): the subproblems its order
+    presents, teacher forced as in training, one call per batch. The board of step t is the puzzle plus the
+    blanks its order writes before t, all right; per step: the class of the cell written on that board, whether
+    the model's most likely digit (1-9, as decoding picks) is the solution, and its cross-entropy over the
+    vocabulary (the training loss's term). A step's rate is the share of the puzzle's blanks still open before
+    it, binned up to the next of `rates` (the MDM's masking rate on the same scale).
+
+    Returns subproblem_errors' dict plus "order" and, for a solver-order ARM (which also chooses where to
+    write), "cells": how often its most likely open blank is the grader's next cell ("error_rate": it is not),
+    per class of that cell."""
+    from fastmdm.sudoku import arm  # noqa: PLC0415
+    order = arm.arm_order_of(model)
+    puzzles, solutions = np.asarray(puzzles, np.int8), np.asarray(solutions, np.int8)
+    if puzzles.ndim != 2 or puzzles.shape[1] != arm.CELLS or puzzles.shape != solutions.shape:
+        raise ValueError(f"puzzles and solutions: must both be [N, 81], got {puzzles.shape} and {solutions.shape}")
+    ranks = arm.fill_orders(puzzles, solutions, order, threads=threads)
+    rows, cells, steps, boards = pick_boards(puzzles, solutions, ranks)   # sorted by (row, step)
+    cls = _class_index(engine.cell_hardness(boards, threads)[np.arange(len(rows)), cells])
+    blanks = (puzzles == 0).sum(1)
+    rate_of = _rate_bins(rates, (blanks[rows] - steps) / np.maximum(blanks[rows], 1))
+    wrong, cell_wrong, loss = np.zeros(len(rows), bool), np.zeros(len(rows), bool), np.zeros(len(rows))
+    first = np.searchsorted(rows, np.arange(len(puzzles) + 1))         # puzzle i's steps: first[i]:first[i + 1]
+    dev = _device(model)
+    for a in range(0, len(puzzles), batch_size):
+        b = min(a + batch_size, len(puzzles))
+        seqs = arm.sequences(*(torch.as_tensor(x[a:b]).long() for x in (puzzles, solutions, ranks))).to(dev)
+        logits = model(seqs[:, :-1]).float().cpu()   # position j predicts token j + 1
+        if bar is not None:
+            bar.update(1)
+        lo, hi = first[a], first[b]
+        r, t = torch.as_tensor(rows[lo:hi] - a).long(), torch.as_tensor(steps[lo:hi]).long()
+        target = torch.as_tensor(solutions[rows[lo:hi], cells[lo:hi]]).long()
+        z = logits[r, arm.CELLS + 1 + 2 * t]          # the digit of step t follows the separator and its cell
+        loss[lo:hi] = torch.nn.functional.cross_entropy(z, target, reduction="none").numpy()
+        wrong[lo:hi] = (z[:, 1:10].argmax(-1) + 1 != target).numpy()
+        if order == "solver":
+            zc = logits[r, arm.CELLS + 2 * t, arm.CELL0:arm.CELL0 + arm.CELLS]
+            zc = zc.masked_fill(torch.as_tensor(boards[lo:hi] != 0), -math.inf)
+            cell_wrong[lo:hi] = (zc.argmax(-1) != torch.as_tensor(cells[lo:hi])).numpy()
+    per_rate = [{"rate": float(x), "total": _totals(wrong[rate_of == i], loss[rate_of == i]),
+                 "per_class": _per_class(cls[rate_of == i], wrong[rate_of == i], loss[rate_of == i])}
+                for i, x in enumerate(rates)]
+    out = {"order": order, "rates": [float(x) for x in rates], "total": _totals(wrong, loss),
+           "per_class": _per_class(cls, wrong, loss), "per_rate": per_rate}
+    if order == "solver":
+        out["cells"] = {"total": _totals(cell_wrong), "per_class": _per_class(cls, cell_wrong)}
+    return out
+
+
 # ----------------------------------------------------------------------------------------------
 # picks of a decoder
 # ----------------------------------------------------------------------------------------------
@@ -232,12 +291,16 @@ def model_calls(n: int, blanks_max: Sequence[int], *, rates: Sequence[float], or
 @torch.no_grad()
 def analyze(model, puzzles, solutions, *, orders: Sequence[str] = DEFAULT_ORDERS,
             rates: Sequence[float] = DEFAULT_RATES, seed: int = 0, batch_size: int = 256,
-            threads: int | None = None, decoders: Mapping[str, Decoder] | None = None, bar=None) -> dict:
-    """All three measurements on one set of puzzles: {"n", "subproblems", "orders": {name: pick_table}}.
+            threads: int | None = None, decoders: Mapping[str, Decoder] | None = None,
+            arms: Mapping[str, torch.nn.Module] | None = None, bar=None) -> dict:
+    """All three measurements on one set of puzzles: {"n", "subproblems", "orders": {name: pick_table}}, and
+    with `arms` also "arm_subproblems": {name: arm_subproblem_errors}.
 
     orders: the MDM's decoding strategies (one cell per call, temperature 0); decoders: further named
-    `Decoder`s (other models) analysed the same way after them; threads: the engine's threads for the
-    hardness classes (None = all cores); bar: a tqdm bar moved once per model call."""
+    `Decoder`s (other models) analysed the same way after them; arms: named autoregressive baselines, each
+    decoded in its own order (a pick table after the decoders) and teacher forced on the subproblems its order
+    presents; threads: the engine's threads for the hardness classes (None = all cores); bar: a tqdm bar moved
+    once per model call."""
     puzzles, solutions = np.asarray(puzzles, np.int8), np.asarray(solutions, np.int8)
     if puzzles.ndim != 2 or puzzles.shape[1] != 81 or puzzles.shape != solutions.shape:
         raise ValueError(f"puzzles and solutions: must both be [N, 81], got {puzzles.shape} and {solutions.shape}")
@@ -252,6 +315,12 @@ def analyze(model, puzzles, solutions, *, orders: Sequence[str] = DEFAULT_ORDERS
         named = {s: mdm_decoder(model, s, seed=seed * 1000 + i * 7919, batch_size=batch_size, bar=bar)
                  for i, s in enumerate(orders)}
         named.update(decoders or {})
+        if arms:
+            from fastmdm.sudoku.arm import arm_decoder  # noqa: PLC0415
+            named.update({name: arm_decoder(m, batch_size=batch_size, bar=bar) for name, m in arms.items()})
+            out["arm_subproblems"] = {name: arm_subproblem_errors(m, puzzles, solutions, rates=rates,
+                                                                  batch_size=batch_size, threads=threads, bar=bar)
+                                      for name, m in arms.items()}
         for name, dec in named.items():
             answers, order = dec(puzzles)
             out["orders"][name] = pick_table(puzzles, solutions, answers, order, threads=threads)
@@ -312,6 +381,51 @@ def _count(n: int) -> str:
     return str(n) if n < 1000 else f"{n / 1000:.0f}k"
 
 
+def _rate_table(sub: dict) -> list[str]:
+    """A subproblem table's error rate by rate and class (cells in brackets), classes without cells left out."""
+    used = [i for i, r in enumerate(sub["per_class"]) if r["cells"]]
+    lines = ["| t | all | " + " | ".join(_short(CLASS_LABELS[i]) for i in used) + " |",
+             "|---|---|" + "---|" * len(used)]
+    for pr in sub["per_rate"]:
+        if not pr["total"]["cells"]:
+            continue
+        cols = [f"{_pct(pr['per_class'][i]['error_rate'])} ({pr['per_class'][i]['cells']})"
+                if pr["per_class"][i]["cells"] else "-" for i in used]
+        lines.append(f"| {pr['rate']:g} | {_pct(pr['total']['error_rate'])} | " + " | ".join(cols) + " |")
+    return lines
+
+
+def _arm_subproblem_lines(arms: dict, mdm: dict) -> list[str]:
+    """The ARMs' subproblem tables beside the MDM's (markdown lines; none without ARMs)."""
+    if not arms:
+        return []
+    used = [i for i in range(len(CLASS_LABELS))
+            if mdm["per_class"][i]["cells"] or any(a["per_class"][i]["cells"] for a in arms.values())]
+    lines = ["", "**The autoregressive baselines' subproblems**, teacher forced as they train: the board of each "
+             "step is the puzzle plus the blanks the ARM's order writes before it, all right, and the model gives "
+             "the next digit (most likely of 1-9) in one call. Error rate by class, the share of the cells or steps "
+             "in brackets, the MDM's random masks above for comparison:", "",
+             "| model | all | mean loss | " + " | ".join(_short(CLASS_LABELS[i]) for i in used) + " |",
+             "|---|---|---|" + "---|" * len(used)]
+    rows = [("MDM, random masks", mdm)] + [(f"{name}, its order", a) for name, a in arms.items()]
+    for label, sub in rows:
+        cols = [f"{_pct(sub['per_class'][i]['error_rate'])} ({_pct(sub['per_class'][i]['share'])})"
+                if sub["per_class"][i]["cells"] else "-" for i in used]
+        lines.append(f"| {label} | {_pct(sub['total']['error_rate'])} | {_num(sub['total']['mean_loss'])} | "
+                     + " | ".join(cols) + " |")
+    for name, a in arms.items():
+        if "cells" in a:
+            c = a["cells"]
+            by = ", ".join(f"{_short(r['class'])} {_pct(1 - r['error_rate'])}" for r in c["per_class"] if r["cells"])
+            lines += ["", f"{name} also chooses where to write: its most likely open blank is the grader's next cell "
+                      f"at {_pct(1 - c['total']['error_rate'])} of the steps (by the class of the grader's cell: "
+                      f"{by})."]
+        lines += ["", f"{name}: error rate by the share t of the puzzle's blanks still open before the step (binned up "
+                  f"to the next tenth) and class:", ""]
+        lines += _rate_table(a)
+    return lines
+
+
 def format_markdown(report: dict) -> str:
     """The report as markdown: settings, then per split the subproblem, pick and first-failure tables."""
     env, st = report["environment"], report["settings"]
@@ -341,14 +455,9 @@ def format_markdown(report: dict) -> str:
             if r["cells"]:
                 lines.append(f"| {r['class']} | {r['cells']:,} | {_pct(r['share'])} | {_pct(r['error_rate'])} | "
                              f"{_num(r['mean_loss'])} |")
-        used = [i for i, r in enumerate(sub["per_class"]) if r["cells"]]
-        lines += ["", "Error rate by masking rate t and class (cells in the class at that t in brackets):", "",
-                  "| t | all | " + " | ".join(_short(classes[i]) for i in used) + " |",
-                  "|---|---|" + "---|" * len(used)]
-        for pr in sub["per_rate"]:
-            cols = [f"{_pct(pr['per_class'][i]['error_rate'])} ({pr['per_class'][i]['cells']})"
-                    if pr["per_class"][i]["cells"] else "-" for i in used]
-            lines.append(f"| {pr['rate']:g} | {_pct(pr['total']['error_rate'])} | " + " | ".join(cols) + " |")
+        lines += ["", "Error rate by masking rate t and class (cells in the class at that t in brackets):", ""]
+        lines += _rate_table(sub)
+        lines += _arm_subproblem_lines(res.get("arm_subproblems") or {}, sub)
         orders = _orders(report, split)
         used = [i for i in range(len(classes)) if any(o["picks"]["clean"]["per_class"][i]["cells"]
                                                       for o in orders.values())]

@@ -71,7 +71,6 @@ def cmd_analyze(args) -> int:
 
     from fastmdm.sudoku import analyze as an  # noqa: PLC0415
     from fastmdm.sudoku import model as smodel  # noqa: PLC0415
-    from fastmdm.sudoku.arm import arm_decoder  # noqa: PLC0415
     common.apply_threads(args)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -103,7 +102,8 @@ def cmd_analyze(args) -> int:
                            for i in range(0, len(d["puzzles"]), args.batch_size)] for name, d in sets.items()}
     calls = sum(an.model_calls(len(d["puzzles"]), batch_blanks[name], rates=args.rates, orders=len(args.strategies),
                                batch_size=args.batch_size) for name, d in sets.items())
-    calls += sum((1 if m.arm_order == "rowmajor" else 2) * sum(b) for m in arms.values() for b in batch_blanks.values())
+    calls += sum((1 if m.arm_order == "rowmajor" else 2) * sum(b) + len(b)   # decoding, then teacher forcing
+                 for m in arms.values() for b in batch_blanks.values())
     sizes = ", ".join(f"{name} {len(d['puzzles']):,}" for name, d in sets.items())
     print(f"fastmdm sudoku analyze: {sum(len(d['puzzles']) for d in sets.values()):,} puzzles ({sizes}), "
           f"{_plural(len(args.rates), 'masking rate')}, {_plural(len(args.strategies), 'order')}: about {calls:,} "
@@ -113,10 +113,9 @@ def cmd_analyze(args) -> int:
     with common.model_failures(), tqdm(total=calls, desc="analyze", unit="call", leave=False) as bar:
         for name, d in sets.items():
             bar.set_description(f"analyze {name}")
-            decoders = {k: arm_decoder(m, batch_size=args.batch_size, bar=bar) for k, m in arms.items()}
             splits[name] = an.analyze(model, d["puzzles"], d["solutions"], orders=args.strategies, rates=args.rates,
                                       seed=args.seed, batch_size=args.batch_size, threads=args.threads, bar=bar,
-                                      decoders=decoders)
+                                      arms=arms)
     ck = args.checkpoint or "the shipped model (fastmdm/sudoku/checkpoints/sudoku-mdm)"
     report = {"settings": {"checkpoint": ck, "arm_checkpoints": list(args.arm or []),
                            "splits": list(sets), "n": {k: len(d["puzzles"]) for k, d in sets.items()},
@@ -149,8 +148,9 @@ def register(sudoku_sub, top_sub=None) -> None:
     p.add_argument("--strategies", type=strategy_list, default=DEFAULT_ORDERS,
                    help="comma-separated decoding orders (default: random,confidence,margin,entropy)")
     p.add_argument("--arm", action="append", default=None, metavar="DIR",
-                   help="also analyse this autoregressive baseline's picks (a checkpoint of train --arch arm-...; "
-                        "repeat for several)")
+                   help="also analyse this autoregressive baseline (a checkpoint of train --arch arm-...; repeat "
+                        "for several): its picks in its own order, and its errors on the subproblems its order "
+                        "presents, teacher forced")
     p.add_argument("--rates", type=rate_list, default=DEFAULT_RATES,
                    help="masking rates of the one-call table (default: 0.1,0.2,...,1)")
     p.add_argument("--seed", type=count, default=0, help="seed of the masks and the random order")
