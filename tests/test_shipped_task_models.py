@@ -19,7 +19,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 SHIPPED = {"nae": (nae_model.SHIPPED_CHECKPOINT, "MODEL_CARD.md", "fastmdm nae train"),
            "zebra": (zebra_model.SHIPPED_CHECKPOINT, "MODEL_CARD.md", "fastmdm zebra train"),
-           "sudoku-arm": (sudoku_model.SHIPPED_ARM_CHECKPOINT, "ARM_CARD.md", "fastmdm sudoku train --arch arm-solver")}
+           **{f"sudoku-arm-{order}": (path, "ARM_CARD.md", f"fastmdm sudoku train --arch arm-{order}")
+              for order, path in sudoku_model.SHIPPED_ARM_CHECKPOINTS.items()}}
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -57,10 +58,11 @@ def test_the_zebra_model_loads_by_default_and_reads_the_clues_that_name_a_cell()
     assert rows["all"]["acc"] > 0.3, rows["all"]
 
 
-def test_the_sudoku_arm_loads_as_a_solver_order_arm_and_knows_its_digits_under_teacher_forcing():
-    model, _ = sudoku_model.load(sudoku_model.SHIPPED_ARM_CHECKPOINT)
-    assert arm.is_arm(model) and arm.arm_order_of(model) == "solver"
+@pytest.mark.parametrize("order", ["solver", "rowmajor"])
+def test_each_sudoku_arm_loads_in_its_order_and_knows_its_digits_under_teacher_forcing(order):
+    model, _ = sudoku_model.load(sudoku_model.SHIPPED_ARM_CHECKPOINTS[order])
+    assert arm.is_arm(model) and arm.arm_order_of(model) == order
     d = sudoku_data.test_set("standard", 32)
     r = arm.teacher_forced(model, d["puzzles"], d["solutions"])
-    # the card: 95.4% of next digits right on 256 test puzzles
-    assert r["digit_acc"] > 0.85, r
+    # the card, on 256 test puzzles: 97.4% (solver order) and 85.0% (reading order) of next digits right (chance: 1/9)
+    assert r["digit_acc"] > {"solver": 0.9, "rowmajor": 0.75}[order], r

@@ -24,8 +24,8 @@ PRECISIONS = ("fp32", "bf16", "auto")
 
 #: the checkpoint shipped in the package (trained by `fastmdm sudoku train`; see its MODEL_CARD.md)
 SHIPPED_CHECKPOINT = Path(__file__).parent / "checkpoints" / "sudoku-mdm"
-#: the autoregressive baseline in the solver's order (`--arch arm-solver`; see checkpoints/ARM_CARD.md)
-SHIPPED_ARM_CHECKPOINT = Path(__file__).parent / "checkpoints" / "arm-solver"
+#: the autoregressive baselines by order (`--arch arm-solver`, `--arch arm-rowmajor`; see checkpoints/ARM_CARD.md)
+SHIPPED_ARM_CHECKPOINTS = {order: SHIPPED_CHECKPOINT.parent / f"arm-{order}" for order in ("solver", "rowmajor")}
 
 
 def preset(name: str, **overrides) -> TransformerConfig:

@@ -5,8 +5,9 @@
 run 2's. Each stage lists only what differs from `TrainConfig`'s defaults. Paths are relative to a base
 directory (`out` and `cache_dir` under it; `init_from` names an earlier stage's `out`).
 
-`arm-solver` and `arm-rowmajor` are the autoregressive baselines' runs (results: benchmarks/results/sudoku_compare.md;
-`arm-solver` is the run behind the shipped checkpoints/arm-solver, checkpoints/ARM_CARD.md).
+`arm-solver` and `arm-rowmajor` are the autoregressive baselines' runs behind the shipped checkpoints/arm-solver
+(the last stage) and checkpoints/arm-rowmajor (checkpoints/ARM_CARD.md; results: benchmarks/results/
+sudoku_compare_arm.md).
 
 `paper-gpu` is the one-GPU run of the `paper` preset that gpu_recipe.sh starts.
 
@@ -63,10 +64,15 @@ RECIPES: dict[str, tuple[Stage, ...]] = {
         Stage("arm-solver", "ARM, solver order, on one thread: digits alone for 400 steps, then cells too",
               {**_SHIPPED_COMMON, "arch": "arm-solver", "minutes": 115.0, "lr": 1e-3, "eval_every": 1000,
                "eval_n": 100, "threads": 1, "arm_digits_first": 400, "cache_dir": "data", "out": "arm-solver"}),
+        Stage("arm-solver2", "warm restart from the first run at peak rate 5e-4, cells and digits from the start "
+              "(the shipped checkpoints/arm-solver)",
+              {**_SHIPPED_COMMON, "arch": "arm-solver", "minutes": 120.0, "lr": 5e-4, "seed": 1, "eval_every": 1000,
+               "eval_n": 100, "threads": 1, "arm_digits_first": 0, "cache_dir": "data", "init_from": "arm-solver",
+               "out": "arm-solver2"}),
     ),
     "arm-rowmajor": (
         Stage("arm-rowmajor", "ARM, row-major order, on one thread, digit tokens only",
-              {**_SHIPPED_COMMON, "arch": "arm-rowmajor", "minutes": 100.0, "lr": 1e-3, "eval_every": 500,
+              {**_SHIPPED_COMMON, "arch": "arm-rowmajor", "minutes": 118.0, "lr": 1e-3, "eval_every": 1000,
                "eval_n": 100, "threads": 1, "arm_cell_weight": 0.0, "cache_dir": "data", "out": "arm-rowmajor"}),
     ),
     "paper-gpu": (
