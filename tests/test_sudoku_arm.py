@@ -387,7 +387,7 @@ def test_arm_subproblems_equal_a_step_by_step_reference(engine_puzzles, order):
     from fastmdm.sudoku import analyze as an
     model = tiny_arm(order, seed=6)
     puzzles, solutions = engine_puzzles["puzzles"][:3], engine_puzzles["solutions"][:3]
-    got = an.arm_subproblem_errors(model, puzzles, solutions, rates=(0.5, 1.0), batch_size=2, threads=1)
+    got = an.arm_subproblem_errors(model, puzzles, solutions, rates=(1.0, 0.5), batch_size=2, threads=1)
     ranks = arm.fill_orders(puzzles, solutions, order)
     n_cls = len(an.CLASS_LABELS)
     cells, errors, loss = np.zeros(n_cls, int), np.zeros(n_cls, int), np.zeros(n_cls)

@@ -150,6 +150,7 @@ def arm_subproblem_errors(model, puzzles, solutions, *, rates: Sequence[float] =
     per class of that cell."""
     from fastmdm.sudoku import arm  # noqa: PLC0415
     order = arm.arm_order_of(model)
+    rates = sorted(float(x) for x in rates)   # bins need them ascending
     puzzles, solutions = np.asarray(puzzles, np.int8), np.asarray(solutions, np.int8)
     if puzzles.ndim != 2 or puzzles.shape[1] != arm.CELLS or puzzles.shape != solutions.shape:
         raise ValueError(f"puzzles and solutions: must both be [N, 81], got {puzzles.shape} and {solutions.shape}")
