@@ -165,15 +165,14 @@ def arm_subproblem_errors(model, puzzles, solutions, *, rates: Sequence[float] =
     for a in range(0, len(puzzles), batch_size):
         b = min(a + batch_size, len(puzzles))
         seqs = arm.sequences(*(torch.as_tensor(x[a:b]).long() for x in (puzzles, solutions, ranks))).to(dev)
-        logits = model(seqs[:, :-1]).float().cpu()   # position j predicts token j + 1
+        logits, targets, ce, _, _ = (x.cpu() for x in arm.next_token_ce(model, seqs))  # j predicts token j + 1
         if bar is not None:
             bar.update(1)
         lo, hi = first[a], first[b]
         r, t = torch.as_tensor(rows[lo:hi] - a).long(), torch.as_tensor(steps[lo:hi]).long()
-        target = torch.as_tensor(solutions[rows[lo:hi], cells[lo:hi]]).long()
-        z = logits[r, arm.CELLS + 1 + 2 * t]          # the digit of step t follows the separator and its cell
-        loss[lo:hi] = torch.nn.functional.cross_entropy(z, target, reduction="none").numpy()
-        wrong[lo:hi] = (z[:, 1:10].argmax(-1) + 1 != target).numpy()
+        j = arm.CELLS + 1 + 2 * t                      # the digit of step t follows the separator and its cell
+        loss[lo:hi] = ce[r, j].numpy()
+        wrong[lo:hi] = (logits[r, j, 1:10].argmax(-1) + 1 != targets[r, j]).numpy()
         if order == "solver":
             zc = logits[r, arm.CELLS + 2 * t, arm.CELL0:arm.CELL0 + arm.CELLS]
             zc = zc.masked_fill(torch.as_tensor(boards[lo:hi] != 0), -math.inf)

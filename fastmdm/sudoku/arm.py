@@ -139,7 +139,13 @@ def sequences(puzzles: torch.Tensor, solutions: torch.Tensor, ranks: torch.Tenso
     return torch.cat([puzzles, sep, pairs.reshape(B, 2 * n)], 1)
 
 
-def _next_token_ce(model, seqs: torch.Tensor):
+def calls_per_blank(order: str, cells_given: bool = False) -> int:
+    """Model calls `decode_arm` makes per blank: the digit, and the cell too where the model chooses it (solver
+    order without given ranks)."""
+    return 1 if check_order(order) == "rowmajor" or cells_given else 2
+
+
+def next_token_ce(model, seqs: torch.Tensor):
     """Teacher forcing on `seqs`: (logits, targets, per-token cross-entropy, cell mask, digit mask), all [B, T - 1];
     targets[:, i] is token i + 1, and the masks mark the predicted cell and digit tokens (after the separator,
     padding excluded)."""
@@ -155,7 +161,7 @@ def arm_loss(model, seqs: torch.Tensor, cell_weight: float | torch.Tensor = 1.0)
     """Teacher-forcing loss: cross-entropy of every cell and digit token after the separator, each predicted
     from the tokens before it (padding excluded), averaged with weight `cell_weight` on the cell tokens and 1
     on the digits (1: the plain mean over tokens; 0: the digits alone)."""
-    _, _, ce, is_cell, is_digit = _next_token_ce(model, seqs)
+    _, _, ce, is_cell, is_digit = next_token_ce(model, seqs)
     weight = is_cell * torch.as_tensor(cell_weight, dtype=ce.dtype, device=ce.device) + is_digit
     return (ce * weight).sum() / weight.sum().clamp_min(1e-12)
 
@@ -171,7 +177,7 @@ def teacher_forced(model, puzzles, solutions, batch_size: int = 256) -> dict:
     sums = {"digit": [0.0, 0.0, 0], "cell": [0.0, 0.0, 0]}
     for a in range(0, len(puzzles), batch_size):
         seqs = sequences(*(torch.as_tensor(x[a:a + batch_size]).long() for x in (puzzles, solutions, ranks))).to(dev)
-        logits, targets, ce, is_cell, is_digit = _next_token_ce(model, seqs)
+        logits, targets, ce, is_cell, is_digit = next_token_ce(model, seqs)
         right = logits.argmax(-1) == targets
         for name, where in (("cell", is_cell), ("digit", is_digit)):
             sums[name][0] += float(right[where].sum())
@@ -302,7 +308,7 @@ def answer_arm(model, puzzles, *, batch_size: int = 256, progress: bool = False,
     from fastmdm.sudoku.grids import valid_solutions  # noqa: PLC0415
     order = arm_order_of(model)
     puzzles = torch.as_tensor(np.asarray(puzzles)).long() if not isinstance(puzzles, torch.Tensor) else puzzles.long()
-    per_blank = 1 if order == "rowmajor" or ranks is not None else 2
+    per_blank = calls_per_blank(order, ranks is not None)
     if ranks is not None:
         ranks = torch.as_tensor(np.asarray(ranks)).long()
     total = sum(per_blank * int((puzzles[i:i + batch_size] == 0).sum(1).max())

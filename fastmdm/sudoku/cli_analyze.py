@@ -71,6 +71,7 @@ def cmd_analyze(args) -> int:
 
     from fastmdm.sudoku import analyze as an  # noqa: PLC0415
     from fastmdm.sudoku import model as smodel  # noqa: PLC0415
+    from fastmdm.sudoku.arm import calls_per_blank  # noqa: PLC0415
     common.apply_threads(args)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -102,7 +103,7 @@ def cmd_analyze(args) -> int:
                            for i in range(0, len(d["puzzles"]), args.batch_size)] for name, d in sets.items()}
     calls = sum(an.model_calls(len(d["puzzles"]), batch_blanks[name], rates=args.rates, orders=len(args.strategies),
                                batch_size=args.batch_size) for name, d in sets.items())
-    calls += sum((1 if m.arm_order == "rowmajor" else 2) * sum(b) + len(b)   # decoding, then teacher forcing
+    calls += sum(calls_per_blank(m.arm_order) * sum(b) + len(b)   # decoding, then teacher forcing
                  for m in arms.values() for b in batch_blanks.values())
     sizes = ", ".join(f"{name} {len(d['puzzles']):,}" for name, d in sets.items())
     print(f"fastmdm sudoku analyze: {sum(len(d['puzzles']) for d in sets.values()):,} puzzles ({sizes}), "

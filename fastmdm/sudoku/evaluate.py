@@ -411,7 +411,7 @@ def evaluate_arm(model, puzzles, solutions, *, batch_size=256, progress=False, r
     """`evaluate`'s row for an autoregressive baseline (`fastmdm.sudoku.arm`). `cells_given`: the blanks are
     written in the ARM's training order (`arm.fill_orders`) and the model gives only the digits, a diagnostic
     of what it writes apart from where (row "arm-<order>, cells given")."""
-    from fastmdm.sudoku.arm import fill_orders  # noqa: PLC0415
+    from fastmdm.sudoku.arm import calls_per_blank, fill_orders  # noqa: PLC0415
     puzzles, solutions = puzzles[rank::world_size], solutions[rank::world_size]
     order = arm_order_of(model)
     t0 = time.perf_counter()
@@ -419,7 +419,7 @@ def evaluate_arm(model, puzzles, solutions, *, batch_size=256, progress=False, r
     ans, valid, nfe = answer_arm(model, puzzles, batch_size=batch_size, progress=progress, desc="eval", ranks=ranks)
     ans = torch.as_tensor(ans).long()
     blank = puzzles == MASK_ID
-    per_blank = 1 if order == "rowmajor" or cells_given else 2  # calls per written cell
+    per_blank = calls_per_blank(order, cells_given)
     batches = math.ceil(len(puzzles) / batch_size)
     counts = torch.tensor([float(valid.sum()), float(((ans == solutions) & blank).sum()), float(blank.sum()),
                            nfe * batches, batches, puzzles.shape[0], per_blank * float(blank.sum())],
